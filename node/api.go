@@ -1,0 +1,65 @@
+package node
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/kadtracker/kadtracker/records"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// AnnounceResult says where an announce went.
+type AnnounceResult struct {
+	StoredOn int // nodes that accepted the record (this node included when it is among the closest)
+	Targets  int // nodes it was offered to: min(m, known DHT servers)
+}
+
+// Peer is a BitTorrent client found for a swarm.
+type Peer struct {
+	Endpoint  netip.AddrPort
+	Seed      bool
+	Announcer peer.ID
+	Expires   time.Time
+}
+
+// LookupStats describe one lookup.
+type LookupStats struct {
+	Hops     int           // referral depth of the Kademlia walk
+	Queried  int           // DHT nodes queried by the walk
+	Asked    int           // storing nodes asked with GET
+	Answered int           // storing nodes that answered
+	Duration time.Duration // whole lookup, walk and GETs
+}
+
+// LookupResult is what Lookup found.
+type LookupResult struct {
+	Peers    []Peer
+	Seeds    int // largest seed count a storing node reported
+	Leechers int // largest leecher count a storing node reported
+	Stats    LookupStats
+}
+
+// Stats is a snapshot of the node for the local API.
+type Stats struct {
+	PeerID           peer.ID
+	Addrs            []ma.Multiaddr // full, with /p2p/ID
+	RoutingTableSize int
+	RecordsStored    int // entries in the store (expired not yet swept included)
+	KeysStored       int
+	Announced        int // keys this node keeps republishing
+	Replication      int
+	DHTMode          string
+	Started          time.Time
+}
+
+// RoutingPeer is one routing table entry.
+type RoutingPeer struct {
+	ID    peer.ID
+	Addrs []ma.Multiaddr
+	// CPL is the common prefix length with this node's ID: the bucket.
+	CPL       int
+	Connected bool
+}
+
+var _ = records.Key{}

@@ -1,0 +1,136 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/kadtracker/kadtracker/records"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// DHTMode chooses whether the node serves the DHT.
+type DHTMode int
+
+const (
+	// ModeAuto serves the DHT unless AutoNAT finds the node unreachable
+	// (kad-dht's ModeAutoServer), so loopback and LAN networks just work.
+	ModeAuto DHTMode = iota
+	ModeServer
+	ModeClient
+)
+
+func (m DHTMode) String() string {
+	switch m {
+	case ModeAuto:
+		return "auto"
+	case ModeServer:
+		return "server"
+	case ModeClient:
+		return "client"
+	}
+	return fmt.Sprintf("DHTMode(%d)", int(m))
+}
+
+// ParseDHTMode reads auto, server or client.
+func ParseDHTMode(s string) (DHTMode, error) {
+	switch s {
+	case "auto", "":
+		return ModeAuto, nil
+	case "server":
+		return ModeServer, nil
+	case "client":
+		return ModeClient, nil
+	}
+	return 0, fmt.Errorf("node: dht mode %q: want auto, server or client", s)
+}
+
+// Config configures a Node. Start from DefaultConfig.
+type Config struct {
+	// DataDir holds the identity key, the record store and remembered peers.
+	// Empty means an ephemeral node: fresh key, in-memory store.
+	DataDir string
+	// ListenAddrs for the libp2p host (ignored when Host is set).
+	ListenAddrs []ma.Multiaddr
+	// BootstrapPeers are dialed at start, with the peers remembered from the
+	// last run in DataDir.
+	BootstrapPeers []peer.AddrInfo
+	// MDNS finds peers on the LAN.
+	MDNS bool
+	// Replication is m: how many of the closest DHT nodes store each record.
+	Replication int
+	DHTMode     DHTMode
+	// RecordTTL is how long a published record lives on storing nodes.
+	RecordTTL time.Duration
+	// RepublishInterval is how often announced records are published again;
+	// it must be shorter than RecordTTL.
+	RepublishInterval time.Duration
+	// MaxRecordTTL is the longest TTL this node accepts from others.
+	MaxRecordTTL time.Duration
+	// RequestTimeout bounds one record-protocol request to one peer.
+	RequestTimeout time.Duration
+	// Limits cap the record store.
+	Limits records.Limits
+
+	// Host, when set, is used instead of building one (netsim, mocknet tests).
+	// The node does not close it.
+	Host host.Host
+	// Store, when set, is used instead of opening one in DataDir. The node
+	// closes it.
+	Store records.Store
+	// Clock is the node's time source; nil means time.Now.
+	Clock  func() time.Time
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults the daemon runs with.
+func DefaultConfig() Config {
+	return Config{
+		ListenAddrs: []ma.Multiaddr{
+			ma.StringCast("/ip4/0.0.0.0/tcp/4001"),
+			ma.StringCast("/ip4/0.0.0.0/udp/4001/quic-v1"),
+		},
+		Replication:       8,
+		DHTMode:           ModeAuto,
+		RecordTTL:         30 * time.Minute,
+		RepublishInterval: 10 * time.Minute,
+		MaxRecordTTL:      2 * time.Hour,
+		RequestTimeout:    10 * time.Second,
+		Limits:            records.DefaultLimits(),
+	}
+}
+
+// Validate reports every problem with c.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Host == nil && len(c.ListenAddrs) == 0 {
+		errs = append(errs, errors.New("node: no listen addresses"))
+	}
+	if c.Replication < 1 || c.Replication > 64 {
+		errs = append(errs, fmt.Errorf("node: replication %d out of range 1..64", c.Replication))
+	}
+	if c.DHTMode < ModeAuto || c.DHTMode > ModeClient {
+		errs = append(errs, fmt.Errorf("node: unknown dht mode %d", int(c.DHTMode)))
+	}
+	if c.RecordTTL <= 0 {
+		errs = append(errs, errors.New("node: record TTL must be positive"))
+	}
+	if c.RepublishInterval <= 0 || c.RepublishInterval >= c.RecordTTL {
+		errs = append(errs, fmt.Errorf("node: republish interval %s must be positive and shorter than the record TTL %s", c.RepublishInterval, c.RecordTTL))
+	}
+	if c.MaxRecordTTL < c.RecordTTL {
+		errs = append(errs, fmt.Errorf("node: max record TTL %s is shorter than our own TTL %s", c.MaxRecordTTL, c.RecordTTL))
+	}
+	if c.RequestTimeout <= 0 {
+		errs = append(errs, errors.New("node: request timeout must be positive"))
+	}
+	for _, p := range c.BootstrapPeers {
+		if p.ID == "" {
+			errs = append(errs, errors.New("node: bootstrap peer without a peer ID"))
+		}
+	}
+	return errors.Join(errs...)
+}
