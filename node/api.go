@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/kadtracker/kadtracker/records"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -51,6 +50,9 @@ type Stats struct {
 	Replication      int
 	DHTMode          string
 	Started          time.Time
+	// Counters since start.
+	PutsReceived, PutsRejected, GetsReceived int64
+	Announces, Lookups, Republishes          int64
 }
 
 // RoutingPeer is one routing table entry.
@@ -61,5 +63,3 @@ type RoutingPeer struct {
 	CPL       int
 	Connected bool
 }
-
-var _ = records.Key{}

@@ -5,21 +5,234 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/kadtracker/kadtracker/bootstrap"
 	"github.com/kadtracker/kadtracker/records"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Files in DataDir besides the identity key.
+const (
+	storeDir   = "records"
+	sweepEvery = time.Minute
+	// rememberEvery is how often the routing table is saved for the next start.
+	rememberEvery = 5 * time.Minute
+	// bootstrapTimeout bounds dialling the bootstrap peers at start.
+	bootstrapTimeout = 15 * time.Second
 )
 
 // Node is a running kadtracker DHT node. Its methods are safe for concurrent use.
 type Node struct {
-	cfg  Config
-	host host.Host
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	key     crypto.PrivKey
+	host    host.Host
+	ownHost bool
+	dht     *dht.IpfsDHT
+	store   records.Store
+	memory  *bootstrap.Memory // nil for an ephemeral node
+	started time.Time
+
+	ctx    context.Context // cancelled by Close; parent of background work
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	announced map[records.Key]announcement
+	lastSeq   uint64
+
+	stats     counters
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// announcement is a key this node keeps published for its local client.
+type announcement struct {
+	port uint16
+	seed bool
+}
+
+type counters struct {
+	putsReceived, putsRejected, getsReceived atomic.Int64
+	announces, lookups, republishes          atomic.Int64
 }
 
 // New starts a node: host (unless cfg.Host), store (unless cfg.Store),
 // kad-dht, the record protocol, bootstrap and background loops. Close stops it.
-func New(ctx context.Context, cfg Config) (*Node, error) { panic("not implemented") }
+func New(ctx context.Context, cfg Config) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		now:       cfg.Clock,
+		store:     cfg.Store,
+		announced: make(map[records.Key]announcement),
+	}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	n.log = n.log.With("component", "node")
+	if n.now == nil {
+		n.now = time.Now
+	}
+	n.started = n.now()
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			_ = n.Close()
+		}
+	}()
+
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("node: data dir: %w", err)
+		}
+	}
+	if cfg.Host != nil {
+		n.host = cfg.Host
+		n.key = cfg.Host.Peerstore().PrivKey(cfg.Host.ID())
+		if n.key == nil {
+			return nil, errors.New("node: host has no private key in its peerstore")
+		}
+	} else {
+		if n.key, err = loadIdentity(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		if n.host, err = newHost(cfg, n.key); err != nil {
+			return nil, err
+		}
+		n.ownHost = true
+	}
+	if n.store == nil {
+		opts := records.Options{Limits: cfg.Limits, Now: n.now}
+		if cfg.DataDir == "" {
+			n.store = records.NewMemory(opts)
+		} else {
+			p, err := records.OpenPebble(filepath.Join(cfg.DataDir, storeDir), opts)
+			if err != nil {
+				return nil, err
+			}
+			kept, dropped := p.Loaded()
+			n.log.Info("record store opened", "records", kept, "dropped", dropped)
+			n.store = p
+		}
+	}
+
+	n.dht, err = dht.New(n.host,
+		dht.ProtocolPrefix("/kadtracker"),
+		dht.Mode(kadMode(cfg.DHTMode)),
+		dht.DisableProviders(),
+		dht.DisableValues(),
+		dht.BootstrapPeersFunc(n.bootstrapPeers),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("node: kad-dht: %w", err)
+	}
+	n.host.SetStreamHandler(ProtocolID, n.handleStream)
+
+	if cfg.DataDir != "" {
+		path := bootstrap.MemoryPath(cfg.DataDir)
+		n.memory, err = bootstrap.LoadMemory(path)
+		if err != nil {
+			// A damaged peer list only costs us the shortcut into the network.
+			n.log.Warn("remembered peers unreadable, starting without them", "err", err)
+			_ = os.Remove(path)
+			if n.memory, err = bootstrap.LoadMemory(path); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := n.join(ctx); err != nil {
+		n.log.Warn("bootstrap incomplete", "err", err)
+	}
+	if cfg.MDNS {
+		closer, err := bootstrap.StartMDNS(n.host, bootstrap.DefaultServiceName, n.foundOnLAN)
+		if err != nil {
+			return nil, fmt.Errorf("node: mdns: %w", err)
+		}
+		context.AfterFunc(n.ctx, func() { _ = closer.Close() })
+	}
+
+	n.wg.Go(n.republishLoop)
+	n.wg.Go(n.sweepLoop)
+	if n.memory != nil {
+		n.wg.Go(n.rememberLoop)
+	}
+	return n, nil
+}
+
+func kadMode(m DHTMode) dht.ModeOpt {
+	switch m {
+	case ModeServer:
+		return dht.ModeServer
+	case ModeClient:
+		return dht.ModeClient
+	}
+	return dht.ModeAutoServer
+}
+
+// bootstrapPeers are the configured peers and those remembered from the last
+// run; kad-dht falls back to them when its routing table empties.
+func (n *Node) bootstrapPeers() []peer.AddrInfo {
+	peers := append([]peer.AddrInfo(nil), n.cfg.BootstrapPeers...)
+	if n.memory != nil {
+		peers = append(peers, n.memory.Peers()...)
+	}
+	return peers
+}
+
+// join dials the bootstrap peers and fills the routing table. A node with no
+// peers at all is a one-node tracker, which is fine.
+func (n *Node) join(ctx context.Context) error {
+	peers := n.bootstrapPeers()
+	if len(peers) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, bootstrapTimeout)
+	defer cancel()
+	connected, err := bootstrap.Connect(ctx, n.host, peers, n.cfg.RequestTimeout)
+	n.log.Info("bootstrap", "peers", len(peers), "connected", connected)
+	if connected == 0 {
+		return err
+	}
+	// Wait for one refresh so the first Announce has a routing table, but
+	// not past the caller's patience.
+	select {
+	case err := <-n.dht.RefreshRoutingTable():
+		if err != nil {
+			n.log.Debug("routing table refresh", "err", err)
+		}
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+func (n *Node) foundOnLAN(ai peer.AddrInfo) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	if err := n.host.Connect(ctx, ai); err != nil {
+		n.log.Debug("mdns peer unreachable", "peer", ai.ID, "err", err)
+		return
+	}
+	n.log.Info("mdns peer connected", "peer", ai.ID)
+}
 
 // ID is the node's peer ID.
 func (n *Node) ID() peer.ID { return n.host.ID() }
@@ -27,28 +240,144 @@ func (n *Node) ID() peer.ID { return n.host.ID() }
 // Host is the node's libp2p host.
 func (n *Node) Host() host.Host { return n.host }
 
-// Announce publishes this node's client (port, seed) for key on the m closest
-// DHT nodes and keeps republishing it until Withdraw or Close.
-func (n *Node) Announce(ctx context.Context, key records.Key, port uint16, seed bool) (AnnounceResult, error) {
-	panic("not implemented")
-}
+// DHT is the node's kad-dht instance (netsim inspects it).
+func (n *Node) DHT() *dht.IpfsDHT { return n.dht }
 
-// Withdraw stops republishing key and asks the storing nodes to drop the record.
-func (n *Node) Withdraw(ctx context.Context, key records.Key) error { panic("not implemented") }
-
-// Lookup finds up to want peers for key.
-func (n *Node) Lookup(ctx context.Context, key records.Key, want int) (LookupResult, error) {
-	panic("not implemented")
+// Addrs are the node's listen addresses with /p2p/ID, ready to give to others
+// as --bootstrap.
+func (n *Node) Addrs() []ma.Multiaddr {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
+	if err != nil {
+		return nil
+	}
+	return addrs
 }
 
 // Records lists the unexpired records this node stores.
-func (n *Node) Records(ctx context.Context) ([]records.Entry, error) { panic("not implemented") }
+func (n *Node) Records(ctx context.Context) ([]records.Entry, error) {
+	var out []records.Entry
+	err := n.store.List(ctx, func(e records.Entry) bool {
+		out = append(out, e)
+		return true
+	})
+	return out, err
+}
 
 // Routing lists the routing table.
-func (n *Node) Routing() []RoutingPeer { panic("not implemented") }
+func (n *Node) Routing() []RoutingPeer {
+	self := kb.ConvertPeerID(n.host.ID())
+	ids := n.dht.RoutingTable().ListPeers()
+	out := make([]RoutingPeer, 0, len(ids))
+	for _, p := range ids {
+		out = append(out, RoutingPeer{
+			ID:        p,
+			Addrs:     n.host.Peerstore().Addrs(p),
+			CPL:       kb.CommonPrefixLen(self, kb.ConvertPeerID(p)),
+			Connected: n.host.Network().Connectedness(p) == network.Connected,
+		})
+	}
+	return out
+}
 
 // Stats is a snapshot for the local API.
-func (n *Node) Stats() Stats { panic("not implemented") }
+func (n *Node) Stats() Stats {
+	st := n.store.Stats()
+	n.mu.Lock()
+	announced := len(n.announced)
+	n.mu.Unlock()
+	mode := "client"
+	if n.dht.Mode() == dht.ModeServer {
+		mode = "server"
+	}
+	return Stats{
+		PeerID:           n.host.ID(),
+		Addrs:            n.Addrs(),
+		RoutingTableSize: n.dht.RoutingTable().Size(),
+		RecordsStored:    st.Records,
+		KeysStored:       st.Keys,
+		Announced:        announced,
+		Replication:      n.cfg.Replication,
+		DHTMode:          mode,
+		Started:          n.started,
+		PutsReceived:     n.stats.putsReceived.Load(),
+		PutsRejected:     n.stats.putsRejected.Load(),
+		GetsReceived:     n.stats.getsReceived.Load(),
+		Announces:        n.stats.announces.Load(),
+		Lookups:          n.stats.lookups.Load(),
+		Republishes:      n.stats.republishes.Load(),
+	}
+}
+
+// sweepLoop deletes expired records.
+func (n *Node) sweepLoop() {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			if removed, err := n.store.Expire(n.ctx); err != nil {
+				n.log.Warn("expiring records", "err", err)
+			} else if removed > 0 {
+				n.log.Debug("expired records", "count", removed)
+			}
+		}
+	}
+}
+
+// rememberLoop saves the routing table so the next start can rejoin without
+// bootstrap flags.
+func (n *Node) rememberLoop() {
+	t := time.NewTicker(rememberEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			n.remember()
+		}
+	}
+}
+
+func (n *Node) remember() {
+	var peers []peer.AddrInfo
+	for _, p := range n.dht.RoutingTable().ListPeers() {
+		if addrs := n.host.Peerstore().Addrs(p); len(addrs) > 0 {
+			peers = append(peers, peer.AddrInfo{ID: p, Addrs: addrs})
+		}
+	}
+	if len(peers) == 0 {
+		return // keep what we had rather than forget the way back in
+	}
+	if err := n.memory.Save(peers); err != nil {
+		n.log.Warn("saving peers", "err", err)
+	}
+}
 
 // Close stops the node. It is idempotent.
-func (n *Node) Close() error { panic("not implemented") }
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.memory != nil && n.dht != nil {
+			n.remember()
+		}
+		n.cancel()
+		n.wg.Wait()
+		if n.host != nil {
+			n.host.RemoveStreamHandler(ProtocolID)
+		}
+		if n.dht != nil {
+			errs = append(errs, n.dht.Close())
+		}
+		if n.ownHost && n.host != nil {
+			errs = append(errs, n.host.Close())
+		}
+		if n.store != nil {
+			errs = append(errs, n.store.Close())
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}

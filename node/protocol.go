@@ -1,0 +1,255 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/kadtracker/kadtracker/node/internal/pb"
+	"github.com/kadtracker/kadtracker/records"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-msgio/pbio"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// ProtocolID is the record protocol between kadtracker nodes.
+const ProtocolID protocol.ID = "/kadtracker/records/1.0.0"
+
+// Message size caps. A request carries at most one envelope; a response at
+// most MaxWant entries.
+const (
+	MaxRequestSize  = records.MaxEnvelopeSize + 256
+	MaxResponseSize = 1 << 20
+	// MaxWant bounds the records one GET returns.
+	MaxWant = 200
+	// maxRequestsPerStream bounds how long one stream may keep a handler busy.
+	maxRequestsPerStream = 64
+)
+
+// ErrRemote is wrapped by errors a remote node reported in its response.
+var ErrRemote = errors.New("node: remote refused")
+
+// handleStream serves record-protocol requests on s until the remote closes
+// it, a read fails, or the stream's budget is spent.
+func (n *Node) handleStream(s network.Stream) {
+	defer s.Close()
+	remote := s.Conn().RemotePeer()
+	remoteIP, _ := addrIP(s.Conn().RemoteMultiaddr())
+	localIP, _ := addrIP(s.Conn().LocalMultiaddr())
+	r := pbio.NewDelimitedReader(s, MaxRequestSize)
+	w := pbio.NewDelimitedWriter(s)
+	for range maxRequestsPerStream {
+		_ = s.SetDeadline(time.Now().Add(n.cfg.RequestTimeout))
+		var req pb.Request
+		if err := r.ReadMsg(&req); err != nil {
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			n.log.Debug("record request unreadable", "peer", remote, "err", err)
+			// Say why before hanging up, when the stream still allows it.
+			var why error
+			switch {
+			case errors.Is(err, io.ErrShortBuffer):
+				why = fmt.Errorf("node: request larger than %d bytes", MaxRequestSize)
+			case !isStreamError(err):
+				why = errors.New("node: malformed request")
+			}
+			if why == nil || w.WriteMsg(failure(pb.Status_BAD_REQUEST, why)) != nil {
+				_ = s.Reset()
+			}
+			return // the deferred Close lets the reason reach the peer
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
+		resp := n.serve(ctx, remote, remoteIP, localIP, &req)
+		cancel()
+		if err := w.WriteMsg(resp); err != nil {
+			n.log.Debug("record response not sent", "peer", remote, "err", err)
+			_ = s.Reset()
+			return
+		}
+	}
+}
+
+// serve answers one request from remote, seen at remoteIP on our localIP.
+func (n *Node) serve(ctx context.Context, remote peer.ID, remoteIP, localIP netip.Addr, req *pb.Request) *pb.Response {
+	switch body := req.Body.(type) {
+	case *pb.Request_Put:
+		return n.servePut(ctx, remote, remoteIP, body.Put)
+	case *pb.Request_Get:
+		return n.serveGet(ctx, localIP, body.Get)
+	case *pb.Request_Ping:
+		return &pb.Response{Nonce: body.Ping.GetNonce()}
+	default:
+		return failure(pb.Status_BAD_REQUEST, errors.New("node: unknown request"))
+	}
+}
+
+func (n *Node) servePut(ctx context.Context, remote peer.ID, remoteIP netip.Addr, put *pb.Put) *pb.Response {
+	n.stats.putsReceived.Add(1)
+	resp := n.acceptPut(ctx, remote, remoteIP, put.GetEnvelope())
+	if resp.Status != pb.Status_OK {
+		n.stats.putsRejected.Add(1)
+		n.log.Debug("PUT rejected", "peer", remote, "status", resp.Status, "err", resp.Error)
+	}
+	return resp
+}
+
+// acceptPut verifies and stores a record. The endpoint IP is the one the
+// record arrived from, never one the record names, so nobody can make the DHT
+// point at a third party.
+func (n *Node) acceptPut(ctx context.Context, remote peer.ID, remoteIP netip.Addr, envelope []byte) *pb.Response {
+	if !remoteIP.IsValid() {
+		return failure(pb.Status_REJECTED, errors.New("node: connection has no IP address"))
+	}
+	rec, err := records.Open(envelope)
+	if err != nil {
+		return failure(pb.Status_REJECTED, err)
+	}
+	if rec.Announcer != remote {
+		return failure(pb.Status_REJECTED, fmt.Errorf("%w: record of %s sent by %s", records.ErrWrongAnnouncer, rec.Announcer, remote))
+	}
+	if err := rec.Validate(n.now(), n.cfg.MaxRecordTTL); err != nil {
+		return failure(pb.Status_REJECTED, err)
+	}
+	err = n.store.Put(ctx, records.Entry{Record: rec, IP: remoteIP.Unmap(), Envelope: envelope})
+	switch {
+	case err == nil:
+		return &pb.Response{}
+	case errors.Is(err, records.ErrKeyFull), errors.Is(err, records.ErrStoreFull), errors.Is(err, records.ErrAnnouncerFull):
+		return failure(pb.Status_FULL, err)
+	case errors.Is(err, records.ErrStale), errors.Is(err, records.ErrExpired):
+		return failure(pb.Status_REJECTED, err)
+	default:
+		n.log.Warn("record store failed", "err", err)
+		return failure(pb.Status_INTERNAL, errors.New("node: store failed"))
+	}
+}
+
+func (n *Node) serveGet(ctx context.Context, localIP netip.Addr, get *pb.Get) *pb.Response {
+	n.stats.getsReceived.Add(1)
+	key, err := records.KeyFromMultihash(get.GetKey())
+	if err != nil {
+		return failure(pb.Status_BAD_REQUEST, err)
+	}
+	want := min(int(get.GetWant()), MaxWant)
+	res, err := n.store.Get(ctx, key, want)
+	if err != nil {
+		n.log.Warn("record store failed", "err", err)
+		return failure(pb.Status_INTERNAL, errors.New("node: store failed"))
+	}
+	resp := &pb.Response{
+		Seeds:    uint32(res.Seeds),
+		Leechers: uint32(res.Leechers),
+		More:     res.More,
+		Entries:  make([]*pb.Entry, 0, len(res.Entries)),
+	}
+	for _, e := range res.Entries {
+		ip := e.IP
+		if !ip.IsValid() {
+			// Our own record: the client lives where the asker reached us.
+			ip = localIP
+		}
+		resp.Entries = append(resp.Entries, &pb.Entry{Envelope: e.Envelope, Ip: ip.AsSlice()})
+	}
+	return resp
+}
+
+func failure(status pb.Status, err error) *pb.Response {
+	return &pb.Response{Status: status, Error: err.Error()}
+}
+
+// request sends one request to p and reads its response, within the
+// context's deadline and the node's RequestTimeout. A non-OK status is
+// returned as an error wrapping ErrRemote.
+func (n *Node) request(ctx context.Context, p peer.ID, req *pb.Request) (*pb.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	s, err := n.host.NewStream(ctx, p, ProtocolID)
+	if err != nil {
+		return nil, err
+	}
+	// Deadlines bound the stream I/O; the AfterFunc ends it when the caller
+	// gives up first.
+	deadline, _ := ctx.Deadline()
+	_ = s.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	resp, err := roundTrip(s, req)
+	if err != nil {
+		_ = s.Reset()
+		return nil, err
+	}
+	_ = s.Close()
+	if resp.Status != pb.Status_OK {
+		return resp, fmt.Errorf("%w: %s: %s", ErrRemote, resp.Status, resp.Error)
+	}
+	return resp, nil
+}
+
+func roundTrip(s network.Stream, req *pb.Request) (*pb.Response, error) {
+	if err := pbio.NewDelimitedWriter(s).WriteMsg(req); err != nil {
+		return nil, err
+	}
+	var resp pb.Response
+	if err := pbio.NewDelimitedReader(s, MaxResponseSize).ReadMsg(&resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// PingRTT measures one request/response round trip to p on an already open
+// stream, the unit lookup latency is reported in.
+func (n *Node) PingRTT(ctx context.Context, p peer.ID) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	s, err := n.host.NewStream(ctx, p, ProtocolID)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	deadline, _ := ctx.Deadline()
+	_ = s.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	// The first round trip pays for protocol negotiation; time the second.
+	r := pbio.NewDelimitedReader(s, MaxResponseSize)
+	w := pbio.NewDelimitedWriter(s)
+	var rtt time.Duration
+	for i := range 2 {
+		start := time.Now()
+		if err := w.WriteMsg(&pb.Request{Body: &pb.Request_Ping{Ping: &pb.Ping{Nonce: uint64(i)}}}); err != nil {
+			return 0, err
+		}
+		var resp pb.Response
+		if err := r.ReadMsg(&resp); err != nil {
+			return 0, err
+		}
+		rtt = time.Since(start)
+	}
+	return rtt, nil
+}
+
+// isStreamError tells transport failures from a message that did not parse.
+func isStreamError(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, network.ErrReset) || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// addrIP extracts the IP of a connection's multiaddr.
+func addrIP(a ma.Multiaddr) (netip.Addr, error) {
+	ip, err := manet.ToIP(a)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	addr, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("node: bad IP in %s", a)
+	}
+	return addr.Unmap(), nil
+}

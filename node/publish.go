@@ -1,0 +1,257 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/kadtracker/kadtracker/node/internal/pb"
+	"github.com/kadtracker/kadtracker/records"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
+)
+
+// ErrClosed is returned by a node that has been closed.
+var ErrClosed = errors.New("node: closed")
+
+// Announce publishes this node's client (port, seed) for key on the m closest
+// DHT nodes and keeps republishing it until Withdraw or Close.
+func (n *Node) Announce(ctx context.Context, key records.Key, port uint16, seed bool) (AnnounceResult, error) {
+	if key.IsZero() {
+		return AnnounceResult{}, records.ErrBadKey
+	}
+	if port == 0 {
+		return AnnounceResult{}, errors.New("node: announce needs a port")
+	}
+	if n.ctx.Err() != nil {
+		return AnnounceResult{}, ErrClosed
+	}
+	n.stats.announces.Add(1)
+	n.mu.Lock()
+	n.announced[key] = announcement{port: port, seed: seed}
+	n.mu.Unlock()
+	return n.publish(ctx, key, port, seed, false)
+}
+
+// Withdraw stops republishing key and asks the storing nodes to drop the
+// record. It returns an error only when no storing node could be told.
+func (n *Node) Withdraw(ctx context.Context, key records.Key) error {
+	n.mu.Lock()
+	a, ok := n.announced[key]
+	delete(n.announced, key)
+	n.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	res, err := n.publish(ctx, key, a.port, a.seed, true)
+	if err != nil {
+		return err
+	}
+	if res.StoredOn == 0 && res.Targets > 0 {
+		return fmt.Errorf("node: withdraw of %s reached none of %d storing nodes", key, res.Targets)
+	}
+	return nil
+}
+
+// nextSeq returns a sequence number above every earlier one, also across
+// restarts: it follows the clock in milliseconds.
+func (n *Node) nextSeq() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	seq := max(uint64(n.now().UnixMilli()), n.lastSeq+1)
+	n.lastSeq = seq
+	return seq
+}
+
+// publish seals a record and PUTs it to the m closest nodes, moving on to the
+// next closest when one refuses or fails, so m copies exist when m nodes can
+// take one.
+func (n *Node) publish(ctx context.Context, key records.Key, port uint16, seed, withdrawn bool) (AnnounceResult, error) {
+	rec := records.Record{
+		Key:       key,
+		Announcer: n.host.ID(),
+		Port:      port,
+		Seed:      seed,
+		Seq:       n.nextSeq(),
+		Expires:   n.now().Add(n.cfg.RecordTTL),
+		Withdrawn: withdrawn,
+	}
+	env, err := records.Seal(rec, n.key)
+	if err != nil {
+		return AnnounceResult{}, err
+	}
+	candidates, _, err := n.closest(ctx, key)
+	if err != nil {
+		return AnnounceResult{}, err
+	}
+	m := n.cfg.Replication
+	res := AnnounceResult{Targets: min(m, len(candidates))}
+	var errs []error
+	for len(candidates) > 0 && res.StoredOn < m {
+		wave := candidates[:min(m-res.StoredOn, len(candidates))]
+		candidates = candidates[len(wave):]
+		ok, waveErrs := n.putAll(ctx, wave, rec, env)
+		res.StoredOn += ok
+		errs = append(errs, waveErrs...)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if res.StoredOn == 0 && len(errs) > 0 {
+		return res, fmt.Errorf("node: no storing node accepted the record: %w", errors.Join(errs...))
+	}
+	if len(errs) > 0 {
+		n.log.Debug("some PUTs failed", "key", key, "stored_on", res.StoredOn, "err", errors.Join(errs...))
+	}
+	return res, nil
+}
+
+// putAll sends the record to every peer in parallel; this node stores its
+// own copy directly.
+func (n *Node) putAll(ctx context.Context, peers []peer.ID, rec records.Record, env []byte) (int, []error) {
+	var (
+		mu   sync.Mutex
+		ok   int
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for _, p := range peers {
+		wg.Go(func() {
+			var err error
+			if p == n.host.ID() {
+				// The zero IP marks our own record; GET fills in the address
+				// the asker reached us on.
+				err = n.store.Put(ctx, records.Entry{Record: rec, Envelope: env})
+			} else {
+				_, err = n.request(ctx, p, &pb.Request{Body: &pb.Request_Put{Put: &pb.Put{Envelope: env}}})
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", p, err))
+				return
+			}
+			ok++
+		})
+	}
+	wg.Wait()
+	return ok, errs
+}
+
+// closest walks the DHT towards key and returns every node that answered,
+// this node included when it serves the DHT, sorted by XOR distance to the
+// key in kad-dht's keyspace (SHA-256 of key and peer ID).
+func (n *Node) closest(ctx context.Context, key records.Key) ([]peer.ID, walkStats, error) {
+	walkCtx, stop := context.WithCancel(ctx)
+	walkCtx, lookupEvents := dht.RegisterForLookupEvents(walkCtx)
+	walkCtx, queryEvents := routing.RegisterForQueryEvents(walkCtx)
+	var (
+		stats walkStats
+		wg    sync.WaitGroup
+	)
+	// Both channels must be drained while the walk runs: kad-dht blocks on a
+	// full one. They close once walkCtx is cancelled.
+	wg.Go(func() { stats.hops = countHops(lookupEvents) })
+	wg.Go(func() { stats.queried = countQueried(queryEvents) })
+	peers, err := n.dht.GetClosestPeers(walkCtx, key.DHTKey())
+	stop()
+	wg.Wait()
+	if err != nil && !errors.Is(err, kb.ErrLookupFailure) {
+		if ctx.Err() != nil {
+			return nil, stats, ctx.Err()
+		}
+		// A partial walk still names the best nodes it found.
+		n.log.Debug("DHT walk incomplete", "key", key, "found", len(peers), "err", err)
+	}
+	if n.dht.Mode() == dht.ModeServer {
+		peers = append(peers, n.host.ID())
+	}
+	return kb.SortClosestPeers(peers, kb.ConvertKey(key.DHTKey())), stats, nil
+}
+
+// walkStats describe one DHT walk.
+type walkStats struct {
+	hops    int
+	queried int
+}
+
+// countHops reads a lookup's events and returns its referral depth: peers
+// from the routing table are one hop away, peers a hop-d peer told us of are
+// d+1 hops away, and the walk's depth is that of the deepest peer that
+// answered.
+func countHops(events <-chan *dht.LookupEvent) int {
+	depth := make(map[peer.ID]int)
+	hops := 0
+	for ev := range events {
+		up := ev.Response
+		if up == nil {
+			up = ev.Request
+		}
+		if up == nil {
+			continue
+		}
+		parent := 0
+		if up.Cause != nil {
+			parent = depth[up.Cause.Peer]
+		}
+		for _, h := range up.Heard {
+			if _, seen := depth[h.Peer]; !seen {
+				depth[h.Peer] = parent + 1
+			}
+		}
+		if ev.Response != nil {
+			for _, q := range up.Queried {
+				hops = max(hops, depth[q.Peer])
+			}
+		}
+	}
+	return hops
+}
+
+// countQueried reads a walk's query events and counts the distinct peers it
+// sent a query to.
+func countQueried(events <-chan *routing.QueryEvent) int {
+	sent := make(map[peer.ID]struct{})
+	for ev := range events {
+		if ev.Type == routing.SendingQuery {
+			sent[ev.ID] = struct{}{}
+		}
+	}
+	return len(sent)
+}
+
+// republishLoop publishes every announced key again before its records
+// expire. Each round works from a snapshot, so Announce and Withdraw never
+// wait for it.
+func (n *Node) republishLoop() {
+	t := time.NewTicker(n.cfg.RepublishInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.mu.Lock()
+		todo := make(map[records.Key]announcement, len(n.announced))
+		for k, a := range n.announced {
+			todo[k] = a
+		}
+		n.mu.Unlock()
+		for k, a := range todo {
+			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RepublishInterval)
+			res, err := n.publish(ctx, k, a.port, a.seed, false)
+			cancel()
+			n.stats.republishes.Add(1)
+			if err != nil {
+				n.log.Warn("republish failed", "key", k, "err", err)
+				continue
+			}
+			n.log.Debug("republished", "key", k, "stored_on", res.StoredOn)
+		}
+	}
+}
