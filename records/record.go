@@ -1,12 +1,19 @@
 package records
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"math"
 	"net/netip"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	lprecord "github.com/libp2p/go-libp2p/core/record"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kadtracker/kadtracker/records/internal/pb"
 )
 
 // Wire identity of the signed peer record (libp2p core/record envelope).
@@ -58,21 +65,170 @@ type Entry struct {
 // Endpoint is the BitTorrent client's address.
 func (e Entry) Endpoint() netip.AddrPort { return netip.AddrPortFrom(e.IP, e.Port) }
 
+// MaxClockSkew is how far past now+maxTTL Validate still accepts an expiry.
+const MaxClockSkew = time.Minute
+
+// Record implements libp2p's core/record.Record, so it can be sealed in and
+// consumed from an envelope without the global payload type registry.
+var _ lprecord.Record = (*Record)(nil)
+
 // Seal signs r with the announcer's key and returns the envelope bytes. The
 // key must belong to r.Announcer.
 func Seal(r Record, key crypto.PrivKey) ([]byte, error) {
-	panic("not implemented")
+	if key == nil {
+		return nil, errors.New("records: seal: nil private key")
+	}
+	signer, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("records: seal: peer ID of key: %w", err)
+	}
+	if signer != r.Announcer {
+		return nil, fmt.Errorf("%w: seal: key belongs to %s, record names %s", ErrWrongAnnouncer, signer, r.Announcer)
+	}
+	if err := r.check(); err != nil {
+		return nil, fmt.Errorf("%w: seal: %w", ErrMalformed, err)
+	}
+	env, err := lprecord.Seal(&r, key)
+	if err != nil {
+		return nil, fmt.Errorf("records: seal: %w", err)
+	}
+	b, err := env.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("records: seal: %w", err)
+	}
+	if len(b) > MaxEnvelopeSize {
+		return nil, fmt.Errorf("%w: sealed envelope is %d bytes, max %d", ErrTooLarge, len(b), MaxEnvelopeSize)
+	}
+	return b, nil
 }
 
 // Open parses and verifies an envelope: size, signature, payload type and
 // domain, a well-formed key, a nonzero port (unless withdrawn), and that the
 // signer is the announcer. It does not check expiry: see Validate.
 func Open(envelope []byte) (Record, error) {
-	panic("not implemented")
+	if len(envelope) > MaxEnvelopeSize {
+		return Record{}, fmt.Errorf("%w: %d bytes, max %d", ErrTooLarge, len(envelope), MaxEnvelopeSize)
+	}
+	var r Record
+	env, err := lprecord.ConsumeTypedEnvelope(envelope, &r)
+	switch {
+	case env == nil && err != nil:
+		// The envelope itself (or its public key) did not decode.
+		return Record{}, fmt.Errorf("%w: envelope: %w", ErrMalformed, err)
+	case err != nil && !errors.Is(err, ErrMalformed):
+		// Decoded, but the signature does not verify for our domain.
+		return Record{}, fmt.Errorf("%w: %w", ErrBadSignature, err)
+	}
+	// The signature verified, so the payload type is what the signer meant.
+	// ConsumeTypedEnvelope does not look at it: check it before the payload.
+	if !bytes.Equal(env.PayloadType, PayloadType) {
+		return Record{}, fmt.Errorf("%w: unknown payload type %q", ErrMalformed, env.PayloadType)
+	}
+	if err != nil {
+		return Record{}, err // a payload error from UnmarshalRecord, already ErrMalformed
+	}
+	signer, err := peer.IDFromPublicKey(env.PublicKey)
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: peer ID of signing key: %w", ErrMalformed, err)
+	}
+	if signer != r.Announcer {
+		return Record{}, fmt.Errorf("%w: signed by %s, announcer %s", ErrWrongAnnouncer, signer, r.Announcer)
+	}
+	return r, nil
 }
 
 // Validate checks r's expiry against now: not yet expired, and not more than
 // maxTTL ahead (plus one minute of clock skew).
 func (r Record) Validate(now time.Time, maxTTL time.Duration) error {
-	panic("not implemented")
+	if !r.Expires.After(now) {
+		return fmt.Errorf("%w: at %s, now %s", ErrExpired, r.Expires.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
+	}
+	if limit := now.Add(maxTTL + MaxClockSkew); r.Expires.After(limit) {
+		return fmt.Errorf("%w: expires %s, %s after now, max TTL %s", ErrTooFarAhead, r.Expires.UTC().Format(time.RFC3339Nano), r.Expires.Sub(now), maxTTL)
+	}
+	return nil
+}
+
+// Domain is the envelope signature domain, EnvelopeDomain (libp2p record.Record).
+func (Record) Domain() string { return EnvelopeDomain }
+
+// Codec is the envelope payload type, PayloadType (libp2p record.Record).
+func (Record) Codec() []byte { return bytes.Clone(PayloadType) }
+
+// MarshalRecord returns the protobuf payload (libp2p record.Record). Expires
+// is truncated to milliseconds.
+func (r Record) MarshalRecord() ([]byte, error) {
+	if err := r.check(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return proto.MarshalOptions{Deterministic: true}.Marshal(r.toPB())
+}
+
+// UnmarshalRecord parses a payload strictly (libp2p record.Record): unknown
+// fields, a bad key or announcer, an out-of-range port or a nonpositive expiry
+// are errors. Every error wraps ErrMalformed. It does not verify anything:
+// use Open for bytes from the network.
+func (r *Record) UnmarshalRecord(b []byte) error {
+	var m pb.PeerRecord
+	if err := proto.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("%w: payload: %w", ErrMalformed, err)
+	}
+	if len(m.ProtoReflect().GetUnknown()) > 0 {
+		return fmt.Errorf("%w: payload has unknown fields", ErrMalformed)
+	}
+	k, err := KeyFromMultihash(m.Key)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	a, err := peer.IDFromBytes(m.Announcer)
+	if err != nil {
+		return fmt.Errorf("%w: announcer: %w", ErrMalformed, err)
+	}
+	if m.Port > math.MaxUint16 {
+		return fmt.Errorf("%w: port %d", ErrMalformed, m.Port)
+	}
+	out := Record{
+		Key:       k,
+		Announcer: a,
+		Port:      uint16(m.Port),
+		Seed:      m.Seed,
+		Seq:       m.Seq,
+		Expires:   time.UnixMilli(m.ExpiresUnixMs),
+		Withdrawn: m.Withdrawn,
+	}
+	if m.ExpiresUnixMs <= 0 {
+		return fmt.Errorf("%w: expiry %d ms is not after 1970", ErrMalformed, m.ExpiresUnixMs)
+	}
+	if err := out.check(); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	*r = out
+	return nil
+}
+
+// check reports what makes r unfit to sign or store, whatever the clock says.
+func (r Record) check() error {
+	switch {
+	case r.Key.IsZero():
+		return errors.New("zero key")
+	case r.Announcer == "":
+		return errors.New("no announcer")
+	case r.Port == 0 && !r.Withdrawn:
+		return errors.New("port 0")
+	case r.Expires.UnixMilli() <= 0:
+		return fmt.Errorf("expiry %s is not after 1970", r.Expires)
+	}
+	return nil
+}
+
+func (r Record) toPB() *pb.PeerRecord {
+	return &pb.PeerRecord{
+		Key:           []byte(r.Key.DHTKey()),
+		Announcer:     []byte(r.Announcer),
+		Port:          uint32(r.Port),
+		Seed:          r.Seed,
+		Seq:           r.Seq,
+		ExpiresUnixMs: r.Expires.UnixMilli(),
+		Withdrawn:     r.Withdrawn,
+	}
 }

@@ -17,7 +17,9 @@ var (
 	ErrClosed        = errors.New("records: store closed")
 )
 
-// Limits are the store's caps. A zero field means no limit.
+// Limits are the store's caps. A zero field means no limit. Expired records
+// count until Expire deletes them, except that an announcer's expired record
+// is replaced by its next one whatever the seq.
 type Limits struct {
 	PeersPerKey      int // records per infohash
 	Keys             int // infohashes in the store
@@ -34,6 +36,19 @@ type Options struct {
 	Limits Limits
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// MaxTTL, if nonzero, makes Put reject a record expiring more than
+	// MaxTTL (plus MaxClockSkew) from now with ErrTooFarAhead.
+	MaxTTL time.Duration
+	// Seed seeds the store's random choice of entries in Get, so a test can
+	// repeat it; zero means a random seed.
+	Seed uint64
+}
+
+func (o Options) clock() func() time.Time {
+	if o.Now == nil {
+		return time.Now
+	}
+	return o.Now
 }
 
 // Result is the answer to Get.
@@ -53,13 +68,14 @@ type Stats struct {
 // Store holds peer records for others. Implementations are safe for
 // concurrent use and enforce Limits.
 type Store interface {
-	// Put stores e, replacing the announcer's record for the key when e.Seq is
+	// Put stores e, which must be what Open returned for e.Envelope (Put
+	// does not verify it), replacing the announcer's record for the key when e.Seq is
 	// higher (an identical envelope again is a no-op, not an error). A Withdrawn
 	// record deletes the announcer's record and is not stored. Errors:
 	// ErrExpired, ErrStale, ErrKeyFull, ErrStoreFull, ErrAnnouncerFull, ErrClosed.
 	Put(ctx context.Context, e Entry) error
 	// Get returns up to want unexpired entries for k (want <= 0 means none,
-	// only counts).
+	// only counts). The entries are the caller's: envelopes are copies.
 	Get(ctx context.Context, k Key, want int) (Result, error)
 	// Remove deletes announcer's record for k, if any.
 	Remove(ctx context.Context, k Key, announcer peer.ID) error

@@ -1,0 +1,432 @@
+package records
+
+import (
+	"bytes"
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// index is the in-memory state both stores serve reads from. It is not safe
+// for concurrent use: the stores lock around it. A write is two steps so the
+// persistent store can write to disk between them: plan decides what a Put or
+// Remove does without changing anything, apply carries the plan out.
+type index struct {
+	limits Limits
+	maxTTL time.Duration
+	seed   uint64        // with gets, seeds the random choice in get
+	gets   atomic.Uint64 // get runs under a read lock: each call seeds its own PCG
+
+	keys map[Key]*keySet
+	// announcers counts keys per announcer and holds the one copy of each
+	// announcer ID that its slots share.
+	announcers map[peer.ID]announcer
+	records    int
+}
+
+// keySet holds one key's records, at most one per announcer.
+type keySet struct {
+	slots []slot
+	// byAnnouncer indexes slots once there are more than linearScanMax of
+	// them; below that a scan is as fast and a map costs ~200 B per key.
+	byAnnouncer map[peer.ID]int32
+}
+
+const linearScanMax = 8
+
+type announcer struct {
+	id   peer.ID // interned: slots share its bytes
+	keys int32
+}
+
+// slot is one stored record: what Get serves and Put compares, nothing else.
+// The envelope is the only per-record allocation besides the slot itself.
+type slot struct {
+	announcer peer.ID
+	envelope  []byte // owned by the store, never modified
+	ip        netip.Addr
+	expires   int64 // unix milliseconds
+	seq       uint64
+	port      uint16
+	seed      bool
+}
+
+func newIndex(opts Options) *index {
+	seed := opts.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	return &index{
+		limits:     opts.Limits,
+		maxTTL:     opts.MaxTTL,
+		seed:       seed,
+		keys:       make(map[Key]*keySet),
+		announcers: make(map[peer.ID]announcer),
+	}
+}
+
+func (ks *keySet) find(a peer.ID) int {
+	if ks.byAnnouncer != nil {
+		if i, ok := ks.byAnnouncer[a]; ok {
+			return int(i)
+		}
+		return -1
+	}
+	for i := range ks.slots {
+		if ks.slots[i].announcer == a {
+			return i
+		}
+	}
+	return -1
+}
+
+func (ks *keySet) add(s slot) {
+	ks.slots = append(ks.slots, s)
+	switch n := len(ks.slots); {
+	case ks.byAnnouncer != nil:
+		ks.byAnnouncer[s.announcer] = int32(n - 1)
+	case n > linearScanMax:
+		ks.byAnnouncer = make(map[peer.ID]int32, n)
+		for i := range ks.slots {
+			ks.byAnnouncer[ks.slots[i].announcer] = int32(i)
+		}
+	}
+}
+
+// remove deletes slot i by moving the last slot into its place.
+func (ks *keySet) remove(i int) {
+	last := len(ks.slots) - 1
+	if ks.byAnnouncer != nil {
+		delete(ks.byAnnouncer, ks.slots[i].announcer)
+		if i != last {
+			ks.byAnnouncer[ks.slots[last].announcer] = int32(i)
+		}
+	}
+	ks.slots[i] = ks.slots[last]
+	ks.slots[last] = slot{}
+	ks.slots = ks.slots[:last]
+	if ks.byAnnouncer != nil && len(ks.slots) <= linearScanMax/2 {
+		ks.byAnnouncer = nil
+	}
+	if cap(ks.slots) > 16 && len(ks.slots) < cap(ks.slots)/4 {
+		ks.slots = append([]slot(nil), ks.slots...)
+	}
+}
+
+type opKind uint8
+
+const (
+	opNone    opKind = iota // nothing to do
+	opInsert                // add a record for a new (key, announcer)
+	opReplace               // replace the announcer's record at index i
+	opDelete                // delete the announcer's record at index i
+)
+
+// plan is what a write will do. It is only valid until the index changes.
+type plan struct {
+	op  opKind
+	key Key
+	i   int  // slot index for opReplace and opDelete
+	s   slot // the new slot for opInsert and opReplace
+}
+
+func toMillis(t time.Time) int64 { return t.UnixMilli() }
+
+// planPut decides what Put(e) does at now. The new slot's envelope is a
+// copy, so the caller's buffer is not retained.
+func (x *index) planPut(e Entry, now time.Time) (plan, error) {
+	if err := e.check(); err != nil {
+		return plan{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if len(e.Envelope) == 0 {
+		return plan{}, fmt.Errorf("%w: no envelope", ErrMalformed)
+	}
+	if !e.Expires.After(now) {
+		return plan{}, fmt.Errorf("%w: at %s", ErrExpired, e.Expires.UTC().Format(time.RFC3339Nano))
+	}
+	if x.maxTTL > 0 {
+		if err := e.Validate(now, x.maxTTL); err != nil {
+			return plan{}, err
+		}
+	}
+	nowMs := toMillis(now)
+	p := plan{key: e.Key, i: -1}
+	ks := x.keys[e.Key]
+	if ks != nil {
+		p.i = ks.find(e.Announcer)
+	}
+	if p.i >= 0 {
+		old := &ks.slots[p.i]
+		// An expired record is as good as absent: any seq replaces it.
+		if old.expires > nowMs {
+			switch {
+			case e.Seq == old.seq && !e.Withdrawn && bytes.Equal(e.Envelope, old.envelope):
+				return plan{op: opNone}, nil
+			case e.Seq <= old.seq:
+				return plan{}, fmt.Errorf("%w: seq %d, stored %d", ErrStale, e.Seq, old.seq)
+			}
+		}
+		if e.Withdrawn {
+			p.op = opDelete
+			return p, nil
+		}
+		p.op = opReplace
+		p.s = x.newSlot(e)
+		return p, nil
+	}
+	if e.Withdrawn {
+		return plan{op: opNone}, nil // nothing to withdraw; not stored
+	}
+	if ks == nil && x.limits.Keys > 0 && len(x.keys) >= x.limits.Keys {
+		return plan{}, fmt.Errorf("%w: %d infohashes", ErrStoreFull, len(x.keys))
+	}
+	if ks != nil && x.limits.PeersPerKey > 0 && len(ks.slots) >= x.limits.PeersPerKey {
+		return plan{}, fmt.Errorf("%w: %d peers for %s", ErrKeyFull, len(ks.slots), e.Key)
+	}
+	if n := x.announcers[e.Announcer].keys; x.limits.KeysPerAnnouncer > 0 && int(n) >= x.limits.KeysPerAnnouncer {
+		return plan{}, fmt.Errorf("%w: %s holds records for %d infohashes", ErrAnnouncerFull, e.Announcer, n)
+	}
+	p.op = opInsert
+	p.s = x.newSlot(e)
+	return p, nil
+}
+
+func (x *index) newSlot(e Entry) slot {
+	return slot{
+		announcer: e.Announcer,
+		envelope:  bytes.Clone(e.Envelope),
+		ip:        e.IP,
+		expires:   toMillis(e.Expires),
+		seq:       e.Seq,
+		port:      e.Port,
+		seed:      e.Seed,
+	}
+}
+
+// planRemove plans deleting a's record for k; opNone when there is none.
+func (x *index) planRemove(k Key, a peer.ID) plan {
+	if ks := x.keys[k]; ks != nil {
+		if i := ks.find(a); i >= 0 {
+			return plan{op: opDelete, key: k, i: i}
+		}
+	}
+	return plan{op: opNone}
+}
+
+func (x *index) apply(p plan) {
+	switch p.op {
+	case opInsert:
+		x.insert(p.key, p.s)
+	case opReplace:
+		ks := x.keys[p.key]
+		p.s.announcer = ks.slots[p.i].announcer // keep sharing the interned ID
+		ks.slots[p.i] = p.s
+	case opDelete:
+		x.delete(p.key, p.i)
+	}
+}
+
+// insert adds s for k; the caller has checked the limits.
+func (x *index) insert(k Key, s slot) {
+	ks := x.keys[k]
+	if ks == nil {
+		ks = &keySet{}
+		x.keys[k] = ks
+	}
+	// Intern the announcer ID: records from one announcer share one copy,
+	// which does not pin whatever larger buffer the caller's ID came from.
+	a, ok := x.announcers[s.announcer]
+	if !ok {
+		a.id = peer.ID(strings.Clone(string(s.announcer)))
+	}
+	a.keys++
+	x.announcers[a.id] = a
+	s.announcer = a.id
+	ks.add(s)
+	x.records++
+}
+
+func (x *index) delete(k Key, i int) {
+	ks := x.keys[k]
+	a := ks.slots[i].announcer
+	ks.remove(i)
+	if len(ks.slots) == 0 {
+		delete(x.keys, k)
+	}
+	if n := x.announcers[a]; n.keys <= 1 {
+		delete(x.announcers, a)
+	} else {
+		n.keys--
+		x.announcers[a] = n
+	}
+	x.records--
+}
+
+// get answers Get; want <= 0 returns only the counts. Entries get copies of
+// the envelopes, all in one buffer.
+func (x *index) get(k Key, want int, now time.Time) Result {
+	ks := x.keys[k]
+	if ks == nil {
+		return Result{}
+	}
+	nowMs := toMillis(now)
+	var (
+		res   Result
+		small [32]int32
+		pick  []int32 // slot indices, a uniform reservoir sample
+		rng   rand.PCG
+		live  int
+	)
+	if want > 0 {
+		if n := min(want, len(ks.slots)); n <= len(small) {
+			pick = small[:0:n]
+		} else {
+			pick = make([]int32, 0, n)
+		}
+		rng.Seed(x.seed, x.gets.Add(1))
+	}
+	for i := range ks.slots {
+		s := &ks.slots[i]
+		if s.expires <= nowMs {
+			continue
+		}
+		if s.seed {
+			res.Seeds++
+		} else {
+			res.Leechers++
+		}
+		switch {
+		case want <= 0:
+		case live < want:
+			pick = append(pick, int32(i))
+		default:
+			if j := randN(&rng, live+1); j < want {
+				pick[j] = int32(i)
+			}
+		}
+		live++
+	}
+	res.More = live > len(pick)
+	if len(pick) == 0 {
+		return res
+	}
+	if res.More {
+		// The reservoir is a uniform set but not in uniform order: the
+		// first slots tend to stay in front. Shuffle it.
+		for i := len(pick) - 1; i > 0; i-- {
+			j := randN(&rng, i+1)
+			pick[i], pick[j] = pick[j], pick[i]
+		}
+	}
+	size := 0
+	for _, i := range pick {
+		size += len(ks.slots[i].envelope)
+	}
+	buf := make([]byte, 0, size)
+	res.Entries = make([]Entry, len(pick))
+	for n, i := range pick {
+		s := &ks.slots[i]
+		off := len(buf)
+		buf = append(buf, s.envelope...)
+		res.Entries[n] = s.entry(k, buf[off:len(buf):len(buf)])
+	}
+	return res
+}
+
+// entry makes the Entry for s, with env as its envelope.
+func (s *slot) entry(k Key, env []byte) Entry {
+	return Entry{
+		Record: Record{
+			Key:       k,
+			Announcer: s.announcer,
+			Port:      s.port,
+			Seed:      s.seed,
+			Seq:       s.seq,
+			Expires:   time.UnixMilli(s.expires),
+		},
+		IP:       s.ip,
+		Envelope: env,
+	}
+}
+
+// randN returns a uniform integer in [0, n), n > 0 (Lemire's method).
+func randN(r *rand.PCG, n int) int {
+	hi, lo := bits.Mul64(r.Uint64(), uint64(n))
+	if lo < uint64(n) {
+		thresh := -uint64(n) % uint64(n)
+		for lo < thresh {
+			hi, lo = bits.Mul64(r.Uint64(), uint64(n))
+		}
+	}
+	return int(hi)
+}
+
+// keyList returns every key, for List to walk one key at a time.
+func (x *index) keyList() []Key {
+	ks := make([]Key, 0, len(x.keys))
+	for k := range x.keys {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+// liveEntries returns k's unexpired entries. Their envelopes are the
+// index's own: the caller copies them before handing them out.
+func (x *index) liveEntries(k Key, now time.Time) []Entry {
+	ks := x.keys[k]
+	if ks == nil {
+		return nil
+	}
+	nowMs := toMillis(now)
+	out := make([]Entry, 0, len(ks.slots))
+	for i := range ks.slots {
+		if s := &ks.slots[i]; s.expires > nowMs {
+			out = append(out, s.entry(k, s.envelope))
+		}
+	}
+	return out
+}
+
+// ref names a stored record.
+type ref struct {
+	key       Key
+	announcer peer.ID
+}
+
+// expired lists the records expired at now.
+func (x *index) expired(now time.Time) []ref {
+	nowMs := toMillis(now)
+	var out []ref
+	for k, ks := range x.keys {
+		for i := range ks.slots {
+			if ks.slots[i].expires <= nowMs {
+				out = append(out, ref{k, ks.slots[i].announcer})
+			}
+		}
+	}
+	return out
+}
+
+// sweep deletes the records expired at now and returns how many.
+func (x *index) sweep(now time.Time) int {
+	nowMs := toMillis(now)
+	n := 0
+	for k, ks := range x.keys {
+		// Backwards: remove moves the last slot, already seen, into i.
+		for i := len(ks.slots) - 1; i >= 0; i-- {
+			if ks.slots[i].expires <= nowMs {
+				x.delete(k, i) // may delete k from x.keys: fine while ranging
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func (x *index) stats() Stats { return Stats{Keys: len(x.keys), Records: x.records} }

@@ -1,0 +1,341 @@
+package records
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+	pebbleds "github.com/ipfs/go-ds-pebble"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kadtracker/kadtracker/records/internal/pb"
+)
+
+// Pebble is a Store that writes every change through to a pebble database
+// before it changes the in-memory index that serves reads, and loads the
+// database back on open.
+//
+// Durability: the datastore commits every write with pebble.Sync, which
+// fsyncs pebble's write-ahead log before the write returns, so a record Put
+// returned nil for survives the process being killed (and the machine
+// losing power) right after. Writers are serialized, each through its own
+// fsync; readers never wait for the disk.
+type Pebble struct {
+	now func() time.Time
+	ds  *pebbleds.Datastore
+
+	kept, dropped int
+
+	// wmu serializes writers (Put, Remove, Expire, Close) across their disk
+	// write, so a plan made under mu.RLock is still valid when applied.
+	wmu sync.Mutex
+	mu  sync.RWMutex
+	x   *index // nil once closed
+}
+
+var _ Store = (*Pebble)(nil)
+
+// dsPrefix is the datastore namespace of records: /r/<key>/<announcer>,
+// both in unpadded base64url of their bytes.
+const dsPrefix = "/r"
+
+// OpenPebble opens (creating if needed) the store in dir and loads every
+// record back, verifying each envelope again. Expired, undecodable or
+// unverifiable records, and records over the limits, are deleted and
+// counted in Loaded rather than failing the open.
+func OpenPebble(dir string, opts Options) (*Pebble, error) {
+	d, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleWriteOptions(pebble.Sync))
+	if err != nil {
+		return nil, fmt.Errorf("records: open %s: %w", dir, err)
+	}
+	s := &Pebble{now: opts.clock(), ds: d, x: newIndex(opts)}
+	if err := s.load(context.Background()); err != nil {
+		return nil, errors.Join(fmt.Errorf("records: load %s: %w", dir, err), d.Close())
+	}
+	return s, nil
+}
+
+// Loaded reports how many records OpenPebble kept and how many it dropped.
+func (s *Pebble) Loaded() (kept, dropped int) { return s.kept, s.dropped }
+
+// load reads the datastore into the index. Verifying signatures is the slow
+// part, so it runs on every CPU.
+func (s *Pebble) load(ctx context.Context) error {
+	res, err := s.ds.Query(ctx, query.Query{Prefix: dsPrefix})
+	if err != nil {
+		return err
+	}
+	var raw []query.Entry
+	for {
+		r, ok := res.NextSync()
+		if !ok {
+			break
+		}
+		if r.Error != nil {
+			res.Close()
+			return r.Error
+		}
+		raw = append(raw, r.Entry)
+	}
+	if err := res.Close(); err != nil {
+		return err
+	}
+
+	decoded := make([]Entry, len(raw))
+	bad := make([]bool, len(raw))
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(raw); i += workers {
+				e, err := decodeStored(raw[i].Key, raw[i].Value)
+				decoded[i], bad[i] = e, err != nil
+			}
+		})
+	}
+	wg.Wait()
+
+	now := s.now()
+	var drop []string
+	for i, e := range decoded {
+		if !bad[i] {
+			// Expired, over a limit or too far ahead: not kept.
+			if p, err := s.x.planPut(e, now); err == nil && p.op == opInsert {
+				s.x.apply(p)
+				s.kept++
+				continue
+			}
+		}
+		drop = append(drop, raw[i].Key)
+	}
+	s.dropped = len(drop)
+	if len(drop) == 0 {
+		return nil
+	}
+	b, err := s.ds.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range drop {
+		if err := b.Delete(ctx, ds.RawKey(k)); err != nil {
+			return err
+		}
+	}
+	return b.Commit(ctx)
+}
+
+// Put implements Store. The record is on disk when Put returns nil.
+func (s *Pebble) Put(ctx context.Context, e Entry) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := s.now()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	if s.x == nil {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	p, err := s.x.planPut(e, now)
+	s.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, p, e.Announcer)
+}
+
+// write persists p, then applies it to the index. The caller holds wmu.
+func (s *Pebble) write(ctx context.Context, p plan, a peer.ID) error {
+	var err error
+	switch p.op {
+	case opNone:
+		return nil
+	case opInsert, opReplace:
+		err = s.ds.Put(ctx, dsKey(p.key, a), encodeValue(p.s.envelope, p.s.ip))
+	case opDelete:
+		err = s.ds.Delete(ctx, dsKey(p.key, a))
+	}
+	if err != nil {
+		return fmt.Errorf("records: persist: %w", err)
+	}
+	s.mu.Lock()
+	s.x.apply(p)
+	s.mu.Unlock()
+	return nil
+}
+
+// Get implements Store; it is served from memory.
+func (s *Pebble) Get(ctx context.Context, k Key, want int) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	now := s.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.x == nil {
+		return Result{}, ErrClosed
+	}
+	return s.x.get(k, want, now), nil
+}
+
+// Remove implements Store.
+func (s *Pebble) Remove(ctx context.Context, k Key, announcer peer.ID) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	if s.x == nil {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	p := s.x.planRemove(k, announcer)
+	s.mu.RUnlock()
+	return s.write(ctx, p, announcer)
+}
+
+// List implements Store; it is served from memory.
+func (s *Pebble) List(ctx context.Context, fn func(Entry) bool) error {
+	return list(ctx, &s.mu, func() *index { return s.x }, s.now, fn)
+}
+
+// Expire implements Store. It deletes from disk in one synced batch.
+func (s *Pebble) Expire(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := s.now()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	if s.x == nil {
+		s.mu.RUnlock()
+		return 0, ErrClosed
+	}
+	refs := s.x.expired(now)
+	s.mu.RUnlock()
+	if len(refs) == 0 {
+		return 0, nil
+	}
+	b, err := s.ds.Batch(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("records: persist: %w", err)
+	}
+	for _, r := range refs {
+		if err := b.Delete(ctx, dsKey(r.key, r.announcer)); err != nil {
+			return 0, fmt.Errorf("records: persist: %w", err)
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("records: persist: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range refs {
+		s.x.apply(s.x.planRemove(r.key, r.announcer))
+	}
+	return len(refs), nil
+}
+
+// Stats implements Store. A closed store holds nothing.
+func (s *Pebble) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.x == nil {
+		return Stats{}
+	}
+	return s.x.stats()
+}
+
+// Close waits for a write in progress, then closes the database. Later
+// calls return ErrClosed; Close again returns nil.
+func (s *Pebble) Close() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if s.x == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	s.x = nil
+	s.mu.Unlock()
+	if err := s.ds.Close(); err != nil {
+		return fmt.Errorf("records: close: %w", err)
+	}
+	return nil
+}
+
+var b64 = base64.RawURLEncoding
+
+func dsKey(k Key, a peer.ID) ds.Key {
+	var sb strings.Builder
+	sb.Grow(len(dsPrefix) + 2 + b64.EncodedLen(len(k.mh)) + b64.EncodedLen(len(a)))
+	sb.WriteString(dsPrefix)
+	sb.WriteByte('/')
+	sb.WriteString(b64.EncodeToString([]byte(k.mh)))
+	sb.WriteByte('/')
+	sb.WriteString(b64.EncodeToString([]byte(a)))
+	return ds.RawKey(sb.String())
+}
+
+// encodeValue is the datastore value of a record.
+func encodeValue(envelope []byte, ip netip.Addr) []byte {
+	ipb, _ := ip.MarshalBinary() // never fails
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(&pb.StoredEntry{Envelope: envelope, Ip: ipb})
+	return b
+}
+
+// errBadValue is wrapped by every decodeValue error.
+var errBadValue = errors.New("records: bad stored value")
+
+// decodeValue parses a datastore value strictly. It does not open the
+// envelope.
+func decodeValue(b []byte) (envelope []byte, ip netip.Addr, err error) {
+	var m pb.StoredEntry
+	if err := proto.Unmarshal(b, &m); err != nil {
+		return nil, netip.Addr{}, fmt.Errorf("%w: %w", errBadValue, err)
+	}
+	if len(m.ProtoReflect().GetUnknown()) > 0 {
+		return nil, netip.Addr{}, fmt.Errorf("%w: unknown fields", errBadValue)
+	}
+	if len(m.Envelope) == 0 || len(m.Envelope) > MaxEnvelopeSize {
+		return nil, netip.Addr{}, fmt.Errorf("%w: envelope of %d bytes", errBadValue, len(m.Envelope))
+	}
+	if err := ip.UnmarshalBinary(m.Ip); err != nil {
+		return nil, netip.Addr{}, fmt.Errorf("%w: ip: %w", errBadValue, err)
+	}
+	return m.Envelope, ip, nil
+}
+
+// decodeStored turns a datastore entry back into the Entry it was written
+// from: the value decodes, the envelope opens, and the datastore key is the
+// record's.
+func decodeStored(key string, value []byte) (Entry, error) {
+	env, ip, err := decodeValue(value)
+	if err != nil {
+		return Entry{}, err
+	}
+	r, err := Open(env)
+	if err != nil {
+		return Entry{}, err
+	}
+	if r.Withdrawn {
+		return Entry{}, fmt.Errorf("%w: a withdrawal is stored", errBadValue)
+	}
+	if want := dsKey(r.Key, r.Announcer).String(); key != want {
+		return Entry{}, fmt.Errorf("%w: stored under %q, record is %q", errBadValue, key, want)
+	}
+	return Entry{Record: r, IP: ip, Envelope: env}, nil
+}
