@@ -1,0 +1,125 @@
+package localapi
+
+import (
+	"context"
+	"time"
+
+	"github.com/kadtracker/kadtracker/records"
+)
+
+// Backend is what the local API needs from the node. The node package does not
+// implement it directly: cmd/kadtracker adapts a *node.Node, and tests use a
+// small fake. Client has the same method set, so it is a Backend too.
+type Backend interface {
+	Status(ctx context.Context) (Status, error)
+	Announce(ctx context.Context, key records.Key, port uint16, seed bool) (AnnounceResult, error)
+	Withdraw(ctx context.Context, key records.Key) error
+	Peers(ctx context.Context, key records.Key, want int) (PeersResult, error)
+	Records(ctx context.Context) ([]Record, error)
+	Routing(ctx context.Context) ([]RoutingPeer, error)
+}
+
+// The JSON field names below are a contract (DESIGN.md, "Daemon interface"):
+// fields may be added, never renamed. Slices are encoded as [] when empty.
+
+// Status is the answer to GET /v1/status.
+type Status struct {
+	PeerID           string    `json:"peer_id"`
+	Addrs            []string  `json:"addrs"` // full multiaddrs, ending in /p2p/<peer ID>
+	RoutingTableSize int       `json:"routing_table_size"`
+	RecordsStored    int       `json:"records_stored"`
+	KeysStored       int       `json:"keys_stored"`
+	Announced        int       `json:"announced"` // infohashes this node keeps republishing
+	Replication      int       `json:"replication"`
+	DHTMode          string    `json:"dht_mode"`
+	Started          time.Time `json:"started"` // RFC 3339
+}
+
+// AnnounceRequest is the body of POST /v1/announce.
+type AnnounceRequest struct {
+	Infohash string `json:"infohash"` // 40 or 64 hex characters, or a torrent-info CID
+	Port     int    `json:"port"`     // 1..65535
+	Seed     bool   `json:"seed"`
+}
+
+// AnnounceResult is the answer to POST /v1/announce.
+type AnnounceResult struct {
+	StoredOn int `json:"stored_on"` // nodes that accepted the record
+	Targets  int `json:"targets"`   // nodes it was offered to
+}
+
+// WithdrawRequest is the body of POST /v1/withdraw.
+type WithdrawRequest struct {
+	Infohash string `json:"infohash"`
+}
+
+// WithdrawResult is the answer to POST /v1/withdraw.
+type WithdrawResult struct {
+	Infohash records.Key `json:"infohash"` // hex, also when the request gave a CID
+}
+
+// Peer is a BitTorrent client found for a swarm.
+type Peer struct {
+	IP        string `json:"ip"`
+	Port      uint16 `json:"port"`
+	Seed      bool   `json:"seed"`
+	Announcer string `json:"announcer"` // peer ID of the daemon that announced it
+}
+
+// LookupStats describe one lookup.
+type LookupStats struct {
+	Hops       int     `json:"hops"`
+	Queried    int     `json:"queried"`  // DHT nodes queried by the walk
+	Asked      int     `json:"asked"`    // storing nodes asked for records
+	Answered   int     `json:"answered"` // storing nodes that answered
+	DurationMS float64 `json:"duration_ms"`
+}
+
+// PeersResult is the answer to GET /v1/peers.
+type PeersResult struct {
+	Peers    []Peer      `json:"peers"`
+	Seeds    int         `json:"seeds"`
+	Leechers int         `json:"leechers"`
+	Stats    LookupStats `json:"stats"`
+}
+
+// Record is a peer record this node stores for others.
+type Record struct {
+	Infohash  records.Key `json:"infohash"` // hex
+	IP        string      `json:"ip"`
+	Port      uint16      `json:"port"`
+	Seed      bool        `json:"seed"`
+	Announcer string      `json:"announcer"`
+	Expires   time.Time   `json:"expires"` // RFC 3339
+}
+
+// RecordsResult is the answer to GET /v1/records.
+type RecordsResult struct {
+	Records []Record `json:"records"`
+}
+
+// RoutingPeer is one routing table entry.
+type RoutingPeer struct {
+	PeerID    string   `json:"peer_id"`
+	Addrs     []string `json:"addrs"`
+	CPL       int      `json:"cpl"` // common prefix length with this node's ID
+	Connected bool     `json:"connected"`
+}
+
+// RoutingResult is the answer to GET /v1/routing.
+type RoutingResult struct {
+	Peers []RoutingPeer `json:"peers"`
+}
+
+// errorBody is every non-200 answer.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// nonNil makes JSON encode an empty slice as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
