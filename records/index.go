@@ -1,7 +1,6 @@
 package records
 
 import (
-	"bytes"
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
@@ -49,7 +48,7 @@ type announcer struct {
 // The envelope is the only per-record allocation besides the slot itself.
 type slot struct {
 	announcer peer.ID
-	envelope  []byte // owned by the store, never modified
+	envelope  string // 8 bytes smaller than a slice, and immutable
 	ip        netip.Addr
 	expires   int64 // unix milliseconds
 	seq       uint64
@@ -87,6 +86,11 @@ func (ks *keySet) find(a peer.ID) int {
 }
 
 func (ks *keySet) add(s slot) {
+	if n := len(ks.slots); n == cap(ks.slots) && n < linearScanMax {
+		// Most keys have a handful of peers: grow one at a time, not to
+		// the next power of two, which would waste a third of the slots.
+		ks.slots = append(make([]slot, 0, n+1), ks.slots...)
+	}
 	ks.slots = append(ks.slots, s)
 	switch n := len(ks.slots); {
 	case ks.byAnnouncer != nil:
@@ -166,7 +170,7 @@ func (x *index) planPut(e Entry, now time.Time) (plan, error) {
 		// An expired record is as good as absent: any seq replaces it.
 		if old.expires > nowMs {
 			switch {
-			case e.Seq == old.seq && !e.Withdrawn && bytes.Equal(e.Envelope, old.envelope):
+			case e.Seq == old.seq && !e.Withdrawn && string(e.Envelope) == old.envelope:
 				return plan{op: opNone}, nil
 			case e.Seq <= old.seq:
 				return plan{}, fmt.Errorf("%w: seq %d, stored %d", ErrStale, e.Seq, old.seq)
@@ -200,7 +204,7 @@ func (x *index) planPut(e Entry, now time.Time) (plan, error) {
 func (x *index) newSlot(e Entry) slot {
 	return slot{
 		announcer: e.Announcer,
-		envelope:  bytes.Clone(e.Envelope),
+		envelope:  string(e.Envelope),
 		ip:        e.IP,
 		expires:   toMillis(e.Expires),
 		seq:       e.Seq,
@@ -376,8 +380,7 @@ func (x *index) keyList() []Key {
 	return ks
 }
 
-// liveEntries returns k's unexpired entries. Their envelopes are the
-// index's own: the caller copies them before handing them out.
+// liveEntries returns k's unexpired entries.
 func (x *index) liveEntries(k Key, now time.Time) []Entry {
 	ks := x.keys[k]
 	if ks == nil {
@@ -387,7 +390,7 @@ func (x *index) liveEntries(k Key, now time.Time) []Entry {
 	out := make([]Entry, 0, len(ks.slots))
 	for i := range ks.slots {
 		if s := &ks.slots[i]; s.expires > nowMs {
-			out = append(out, s.entry(k, s.envelope))
+			out = append(out, s.entry(k, []byte(s.envelope)))
 		}
 	}
 	return out

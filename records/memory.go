@@ -1,7 +1,6 @@
 package records
 
 import (
-	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -134,7 +133,6 @@ func list(ctx context.Context, mu *sync.RWMutex, idx func() *index, clock func()
 		es := x.liveEntries(k, now)
 		mu.RUnlock()
 		for _, e := range es {
-			e.Envelope = bytes.Clone(e.Envelope) // the index's copy is not the caller's
 			if !fn(e) {
 				return nil
 			}

@@ -54,7 +54,13 @@ const dsPrefix = "/r"
 // unverifiable records, and records over the limits, are deleted and
 // counted in Loaded rather than failing the open.
 func OpenPebble(dir string, opts Options) (*Pebble, error) {
-	d, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleWriteOptions(pebble.Sync))
+	return openPebble(dir, opts, pebble.Sync)
+}
+
+// openPebble is OpenPebble with a choice of durability, so a benchmark can
+// fill a store without an fsync per record.
+func openPebble(dir string, opts Options, wo *pebble.WriteOptions) (*Pebble, error) {
+	d, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleWriteOptions(wo))
 	if err != nil {
 		return nil, fmt.Errorf("records: open %s: %w", dir, err)
 	}
@@ -162,7 +168,7 @@ func (s *Pebble) write(ctx context.Context, p plan, a peer.ID) error {
 	case opNone:
 		return nil
 	case opInsert, opReplace:
-		err = s.ds.Put(ctx, dsKey(p.key, a), encodeValue(p.s.envelope, p.s.ip))
+		err = s.ds.Put(ctx, dsKey(p.key, a), encodeValue([]byte(p.s.envelope), p.s.ip))
 	case opDelete:
 		err = s.ds.Delete(ctx, dsKey(p.key, a))
 	}

@@ -1,0 +1,245 @@
+package records
+
+import (
+	"context"
+	"crypto/rand"
+	"io/fs"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// benchPool is a realistic population of sealed records: 100k records on
+// 20k keys, 5 announcers per key, 2000 announcers with 50 keys each.
+const (
+	poolRecords    = 100_000
+	poolPerKey     = 5
+	poolAnnouncers = 2000
+)
+
+var (
+	benchPoolOnce sync.Once
+	benchPoolAll  []Entry
+)
+
+// benchPool seals the pool once per test binary; it takes a few seconds.
+func benchPool(tb testing.TB) []Entry {
+	benchPoolOnce.Do(func() { benchPoolAll = makeBenchPool(tb) })
+	return benchPoolAll
+}
+
+func makeBenchPool(tb testing.TB) []Entry {
+	ids := identities(tb, poolAnnouncers)
+	exp := time.Now().Add(24 * time.Hour) // real clock: the pebble store loads on a real clock
+	pool := make([]Entry, poolRecords)
+	for i := range pool {
+		j := i / poolPerKey
+		id := ids[(j*poolPerKey+i%poolPerKey)%poolAnnouncers]
+		r := Record{Key: testKey(tb, j), Announcer: id.id, Port: uint16(1024 + i%60000), Seed: i%3 == 0, Seq: 1, Expires: exp}
+		env, err := Seal(r, id.priv)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		// As Open would return it: the announcer in its own allocation.
+		r.Announcer = peer.ID(string([]byte(r.Announcer)))
+		pool[i] = Entry{Record: r, IP: testIP, Envelope: env}
+	}
+	return pool
+}
+
+// benchStore opens an empty store for a benchmark; dir is where a
+// persistent store keeps its files, "" for memory. fast skips fsyncs.
+type benchStore func(b *testing.B, opts Options, fast bool) (s Store, dir string)
+
+func BenchmarkStore(b *testing.B) {
+	b.Run("memory", func(b *testing.B) {
+		runStoreBench(b, func(b *testing.B, opts Options, _ bool) (Store, string) {
+			s := NewMemory(opts)
+			b.Cleanup(func() { s.Close() })
+			return s, ""
+		})
+	})
+	b.Run("pebble", func(b *testing.B) {
+		runStoreBench(b, func(b *testing.B, opts Options, fast bool) (Store, string) {
+			dir := b.TempDir()
+			wo := pebble.Sync
+			if fast {
+				wo = pebble.NoSync
+			}
+			s, err := openPebble(dir, opts, wo)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { s.Close() })
+			return s, dir
+		})
+	})
+}
+
+// runStoreBench is the benchmark suite every Store implementation runs.
+func runStoreBench(b *testing.B, open benchStore) {
+	ctx := context.Background()
+	pool := benchPool(b)
+
+	// Put: a republish, the common write. The envelope is the stored one;
+	// Put does not look inside it, only at the higher seq.
+	b.Run("Put", func(b *testing.B) {
+		s, _ := open(b, Options{Limits: DefaultLimits()}, false)
+		const n = 10_000
+		for _, e := range pool[:n] {
+			if err := s.Put(ctx, e); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportAllocs()
+		seq := uint64(1)
+		for b.Loop() {
+			seq++
+			e := pool[seq%n]
+			e.Seq = seq
+			if err := s.Put(ctx, e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+
+	// Get: 50 of a popular key's 200 peers, a random choice every time.
+	b.Run("Get", func(b *testing.B) {
+		s, _ := open(b, Options{Limits: DefaultLimits()}, true)
+		k := testKey(b, -1)
+		ids := identities(b, 200)
+		for i, id := range ids {
+			r := rec(k, 1, time.Now().Add(time.Hour))
+			r.Seed = i%4 == 0
+			if err := s.Put(ctx, seal(b, id, r, testIP)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			res, err := s.Get(ctx, k, 50)
+			if err != nil || len(res.Entries) != 50 {
+				b.Fatal(len(res.Entries), err)
+			}
+		}
+	})
+
+	// Size: what 100k records cost, in heap and (persistent stores) on disk.
+	b.Run("Size", func(b *testing.B) {
+		var heap, disk float64
+		for b.Loop() {
+			s, dir := open(b, Options{Limits: DefaultLimits()}, true)
+			before := heapInUse()
+			for _, e := range pool {
+				if err := s.Put(ctx, e); err != nil {
+					b.Fatal(err)
+				}
+			}
+			heap = float64(heapInUse()-before) / poolRecords
+			if st := s.Stats(); st.Records != poolRecords {
+				b.Fatalf("stored %d records", st.Records)
+			}
+			s.Close()
+			if dir != "" {
+				disk = float64(dirSize(b, dir)) / poolRecords
+			}
+		}
+		b.ReportMetric(heap, "heap-B/record")
+		if disk > 0 {
+			b.ReportMetric(disk, "disk-B/record")
+		}
+		b.ReportMetric(float64(len(pool[0].Envelope)), "envelope-B")
+	})
+}
+
+func heapInUse() int64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
+}
+
+func dirSize(b *testing.B, dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		n += fi.Size()
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// BenchmarkPebbleLoad is the startup cost of a store of 100k records: every
+// envelope's signature is verified again.
+func BenchmarkPebbleLoad(b *testing.B) {
+	dir := b.TempDir()
+	s, err := openPebble(dir, Options{}, pebble.NoSync)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, e := range benchPool(b) {
+		if err := s.Put(context.Background(), e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.Close()
+	for b.Loop() {
+		s, err := OpenPebble(dir, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if kept, dropped := s.Loaded(); kept != poolRecords || dropped != 0 {
+			b.Fatalf("Loaded = %d, %d", kept, dropped)
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/poolRecords, "ns/record")
+}
+
+// BenchmarkOpen is the cost of verifying a record, by key type.
+func BenchmarkOpen(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		gen  func() (crypto.PrivKey, crypto.PubKey, error)
+	}{
+		{"ed25519", func() (crypto.PrivKey, crypto.PubKey, error) { return crypto.GenerateEd25519Key(rand.Reader) }},
+		{"secp256k1", func() (crypto.PrivKey, crypto.PubKey, error) { return crypto.GenerateSecp256k1Key(rand.Reader) }},
+		{"ecdsa", func() (crypto.PrivKey, crypto.PubKey, error) { return crypto.GenerateECDSAKeyPair(rand.Reader) }},
+		{"rsa2048", func() (crypto.PrivKey, crypto.PubKey, error) { return crypto.GenerateRSAKeyPair(2048, rand.Reader) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			priv, _, err := tc.gen()
+			if err != nil {
+				b.Fatal(err)
+			}
+			id, err := peer.IDFromPrivateKey(priv)
+			if err != nil {
+				b.Fatal(err)
+			}
+			env, err := Seal(Record{Key: testKey(b, 1), Announcer: id, Port: 6881, Seq: 1, Expires: time.Now().Add(time.Hour)}, priv)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(env)))
+			for b.Loop() {
+				if _, err := Open(env); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
