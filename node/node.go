@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -46,6 +47,7 @@ type Node struct {
 	dht     *dht.IpfsDHT
 	store   records.Store
 	memory  *bootstrap.Memory // nil for an ephemeral node
+	mdns    io.Closer         // nil unless Config.MDNS
 	started time.Time
 
 	ctx    context.Context // cancelled by Close; parent of background work
@@ -135,18 +137,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}
 
-	n.dht, err = dht.New(n.host,
-		dht.ProtocolPrefix("/kadtracker"),
-		dht.Mode(kadMode(cfg.DHTMode)),
-		dht.DisableProviders(),
-		dht.DisableValues(),
-		dht.BootstrapPeersFunc(n.bootstrapPeers),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("node: kad-dht: %w", err)
-	}
-	n.host.SetStreamHandler(ProtocolID, n.handleStream)
-
+	// Remembered peers first: kad-dht may ask for bootstrap peers at once.
 	if cfg.DataDir != "" {
 		path := bootstrap.MemoryPath(cfg.DataDir)
 		n.memory, err = bootstrap.LoadMemory(path)
@@ -159,15 +150,25 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			}
 		}
 	}
+	n.dht, err = dht.New(n.host,
+		dht.ProtocolPrefix("/kadtracker"),
+		dht.Mode(kadMode(cfg.DHTMode)),
+		dht.DisableProviders(),
+		dht.DisableValues(),
+		dht.BootstrapPeersFunc(n.bootstrapPeers),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("node: kad-dht: %w", err)
+	}
+	n.host.SetStreamHandler(ProtocolID, n.handleStream)
+
 	if err := n.join(ctx); err != nil {
 		n.log.Warn("bootstrap incomplete", "err", err)
 	}
 	if cfg.MDNS {
-		closer, err := bootstrap.StartMDNS(n.host, bootstrap.DefaultServiceName, n.foundOnLAN)
-		if err != nil {
+		if n.mdns, err = bootstrap.StartMDNS(n.host, bootstrap.DefaultServiceName, n.foundOnLAN); err != nil {
 			return nil, fmt.Errorf("node: mdns: %w", err)
 		}
-		context.AfterFunc(n.ctx, func() { _ = closer.Close() })
 	}
 
 	n.wg.Go(n.republishLoop)
@@ -212,8 +213,18 @@ func (n *Node) join(ctx context.Context) error {
 	if connected == 0 {
 		return err
 	}
-	// Wait for one refresh so the first Announce has a routing table, but
-	// not past the caller's patience.
+	// Peers enter the routing table once identify shows they speak the DHT;
+	// wait for that, then for one refresh, so the first Announce has a
+	// routing table. Never past the caller's patience.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for n.dht.RoutingTable().Size() == 0 {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("node: connected to %d bootstrap peers but none joined the routing table", connected)
+		}
+	}
 	select {
 	case err := <-n.dht.RefreshRoutingTable():
 		if err != nil {
@@ -362,6 +373,9 @@ func (n *Node) Close() error {
 		var errs []error
 		if n.memory != nil && n.dht != nil {
 			n.remember()
+		}
+		if n.mdns != nil {
+			errs = append(errs, n.mdns.Close())
 		}
 		n.cancel()
 		n.wg.Wait()

@@ -1,0 +1,120 @@
+package tracker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config tunes the tracker front. Start from DefaultConfig.
+type Config struct {
+	// Interval is the re-announce interval sent to clients. Answers come
+	// from the lookup cache and client announces are deduplicated before
+	// they reach the DHT, so a short interval costs no DHT traffic; it only
+	// gets fresher peer lists to the clients that honour it (transmission;
+	// aria2 follows MinInterval). libtorrent clamps to at least 300 s and
+	// rtorrent to 600 s whatever we send.
+	Interval time.Duration
+	// MinInterval is the "min interval" sent with Interval.
+	MinInterval time.Duration
+	// ShortInterval replaces both while the answer is incomplete: the first
+	// lookup of the swarm has not finished, or a leecher got no peers.
+	ShortInterval time.Duration
+	// DefaultNumwant is the number of peers for a client that sends no
+	// numwant (BEP 3 says 50); MaxNumwant caps what a client may ask for.
+	DefaultNumwant int
+	MaxNumwant     int
+	// FirstLookupWait bounds how long an announce waits for a lookup that is
+	// running when the cache has nothing for the client: the first announce
+	// of a swarm, or a leecher whose cached answer is empty. Clients that
+	// re-announce only every 5-10 minutes depend on this first answer.
+	FirstLookupWait time.Duration
+	// CacheSize bounds the swarms (infohashes) the front keeps: lookup
+	// cache entries and swarms its clients announce. A new infohash beyond
+	// it evicts the least recently used entry no client announces, or is
+	// refused with a failure reason when there is none.
+	CacheSize int
+	// CacheTTL is the age after which a cached lookup is refreshed: on the
+	// next announce of the swarm (which is answered from the stale entry
+	// meanwhile), and in the background for swarms with a leeching client.
+	CacheTTL time.Duration
+	// ClientTimeout is how long a client may stay silent before it lapses
+	// (and the node withdraws the swarm when no other client announces it).
+	// It must be at least two Intervals; the default is two of rtorrent's
+	// 600 s, the slowest re-announce period a real client imposes.
+	ClientTimeout time.Duration
+	// NodeTimeout bounds every call into the Node.
+	NodeTimeout time.Duration
+	// LookupConcurrency bounds background refresh lookups running at once.
+	LookupConcurrency int
+	// Clock is the time source.
+	Clock func() time.Time
+	// Logger receives the front's logs (per-request trouble at Debug).
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the settings the daemon uses.
+func DefaultConfig() Config {
+	return Config{
+		Interval:          120 * time.Second,
+		MinInterval:       30 * time.Second,
+		ShortInterval:     15 * time.Second,
+		DefaultNumwant:    50,
+		MaxNumwant:        200,
+		FirstLookupWait:   1500 * time.Millisecond,
+		CacheSize:         10000,
+		CacheTTL:          60 * time.Second,
+		ClientTimeout:     20 * time.Minute,
+		NodeTimeout:       30 * time.Second,
+		LookupConcurrency: 8,
+		Clock:             time.Now,
+		Logger:            slog.New(slog.DiscardHandler),
+	}
+}
+
+// Validate reports every setting that is out of range.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("tracker: "+format, args...)) }
+	if c.Interval < time.Second {
+		bad("Interval %v is below 1s", c.Interval)
+	}
+	if c.MinInterval < time.Second || c.MinInterval > c.Interval {
+		bad("MinInterval %v is not within [1s, Interval %v]", c.MinInterval, c.Interval)
+	}
+	if c.ShortInterval < time.Second || c.ShortInterval > c.Interval {
+		bad("ShortInterval %v is not within [1s, Interval %v]", c.ShortInterval, c.Interval)
+	}
+	if c.MaxNumwant < 1 || c.MaxNumwant > 10000 {
+		bad("MaxNumwant %d is not within [1, 10000]", c.MaxNumwant)
+	}
+	if c.DefaultNumwant < 0 || c.DefaultNumwant > c.MaxNumwant {
+		bad("DefaultNumwant %d is not within [0, MaxNumwant %d]", c.DefaultNumwant, c.MaxNumwant)
+	}
+	if c.FirstLookupWait < 0 || c.FirstLookupWait > 30*time.Second {
+		bad("FirstLookupWait %v is not within [0, 30s]", c.FirstLookupWait)
+	}
+	if c.CacheSize < 1 {
+		bad("CacheSize %d is below 1", c.CacheSize)
+	}
+	if c.CacheTTL < time.Second {
+		bad("CacheTTL %v is below 1s", c.CacheTTL)
+	}
+	if c.ClientTimeout < 2*c.Interval {
+		bad("ClientTimeout %v is below two Intervals (%v)", c.ClientTimeout, 2*c.Interval)
+	}
+	if c.NodeTimeout <= 0 {
+		bad("NodeTimeout %v is not positive", c.NodeTimeout)
+	}
+	if c.LookupConcurrency < 1 {
+		bad("LookupConcurrency %d is below 1", c.LookupConcurrency)
+	}
+	if c.Clock == nil {
+		bad("Clock is nil")
+	}
+	if c.Logger == nil {
+		bad("Logger is nil")
+	}
+	return errors.Join(errs...)
+}

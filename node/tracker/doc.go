@@ -1,0 +1,41 @@
+// Package tracker is the BitTorrent tracker front of a kadtracker daemon:
+// an HTTP tracker (BEP 3, 7, 23, 48) and a UDP tracker (BEP 15, 41) that a
+// BitTorrent client on the same host announces to, backed by the DHT node
+// through the small Node interface declared here (tests use a fake).
+//
+// Semantics:
+//   - An announce registers the client (its source IP with the announced
+//     port) in the swarm of the info_hash and makes the node Announce that
+//     swarm with the client's port and seed = (left == 0). Node calls are
+//     asynchronous and deduplicated: one Announce per change of (port,
+//     seed), since the node republishes on its own for as long as it keeps
+//     a swarm announced. Failed calls are retried with backoff.
+//   - event=stopped removes the client; the node Withdraws the swarm when
+//     no client of this daemon announces it any more. A client silent for
+//     ClientTimeout lapses the same way.
+//   - Answers come from a bounded per-infohash lookup cache (CacheSize
+//     swarms, least recently used evicted first) refreshed after CacheTTL on
+//     demand and, for swarms with a leeching client, in the background. The
+//     first announce of an unknown swarm waits up to FirstLookupWait for its
+//     lookup, then answers with what it has and ShortInterval; so does a
+//     leecher that would otherwise get no peers.
+//   - A client is never handed its own endpoint: not its address as seen
+//     with its announced port, not its "ip" parameter with that port, not
+//     any loopback address with that port when it announced over loopback,
+//     and not a record this daemon published for its port (Peer.Local).
+//     Other local clients of the same swarm are offered directly. A seed is
+//     not handed other seeds. numwant defaults to DefaultNumwant and is
+//     capped at MaxNumwant; complete/incomplete are the larger of the
+//     storing nodes' counts and the peers this daemon sees.
+//   - v2 torrents: BEP 52 clients announce the SHA2-256 infohash truncated
+//     to 20 bytes; the front maps any 20-byte info_hash to a key with
+//     wire.SwarmKey (see package wire for the reasoning and wire.TruncateV2).
+//
+// The "ip" parameter (and the UDP IP field) is honoured from no one for
+// publishing: the record's IP is what the storing node sees of this daemon,
+// which is the only address other daemons' clients can reach. It is used
+// only to widen the self-exclusion, which is harmless whoever sends it.
+//
+// Wiring: New(node, cfg), then Serve(ctx, tcpListener) and
+// ServeUDP(ctx, udpConn) in goroutines the caller owns, Close at the end.
+package tracker

@@ -1,0 +1,39 @@
+package tracker
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/kadtracker/kadtracker/records"
+)
+
+// Node is what the front needs from the DHT node. The daemon adapts
+// *node.Node to it; tests use an in-memory fake.
+type Node interface {
+	// Announce publishes this daemon's client, listening on port, for key
+	// and keeps republishing it until Withdraw. The front calls it once per
+	// change of (port, seed), not on every client announce.
+	Announce(ctx context.Context, key records.Key, port uint16, seed bool) error
+	// Withdraw stops republishing key and removes the record.
+	Withdraw(ctx context.Context, key records.Key) error
+	// Lookup finds up to want peers of key.
+	Lookup(ctx context.Context, key records.Key, want int) (Swarm, error)
+}
+
+// Swarm is the result of a lookup.
+type Swarm struct {
+	Peers    []Peer
+	Seeds    int // seeds the storing nodes know of (node.LookupResult.Seeds)
+	Leechers int // leechers the storing nodes know of
+}
+
+// Peer is a BitTorrent client found in the DHT.
+type Peer struct {
+	Endpoint netip.AddrPort
+	Seed     bool
+	// Local marks a record this daemon announced itself (node.Peer's
+	// Announcer is the node's own ID): its endpoint is this host as the
+	// storing node saw it, so the front never hands it to the client it
+	// came from.
+	Local bool
+}
