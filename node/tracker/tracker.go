@@ -90,11 +90,11 @@ type swarm struct {
 	elem     *list.Element
 	lastUsed time.Time
 
-	clients map[netip.AddrPort]*client // by source IP and announced port
-	primary netip.AddrPort             // the client whose port the node publishes
-	want    pub                        // what the node should publish
-	have    pub                        // what it publishes (last call that succeeded)
-	busy    bool                       // an Announce or Withdraw is running
+	clients []client       // few: a swarm rarely has more than one local client
+	primary netip.AddrPort // the client whose port the node publishes
+	want    pub            // what the node should publish
+	have    pub            // what it publishes (last call that succeeded)
+	busy    bool           // an Announce or Withdraw is running
 	retryAt time.Time
 	fails   int
 
@@ -108,8 +108,30 @@ type swarm struct {
 }
 
 type client struct {
+	ep       netip.AddrPort // source IP and announced port
 	lastSeen time.Time
 	seed     bool
+}
+
+// maxClientsPerSwarm caps the local clients of one swarm: a daemon serves
+// the clients of one host, and every answer scans them.
+const maxClientsPerSwarm = 64
+
+var errTooManyClients = clientError("too many clients announce this torrent through this daemon")
+
+func (s *swarm) find(ep netip.AddrPort) int {
+	for i := range s.clients {
+		if s.clients[i].ep == ep {
+			return i
+		}
+	}
+	return -1
+}
+
+func (s *swarm) drop(i int) {
+	last := len(s.clients) - 1
+	s.clients[i] = s.clients[last]
+	s.clients = s.clients[:last]
 }
 
 // pub is a publication state: on with (port, seed), or withdrawn.
@@ -122,8 +144,8 @@ type pub struct {
 func (s *swarm) idle() bool { return len(s.clients) == 0 && !s.busy && !s.have.on }
 
 func (s *swarm) hasLeecher() bool {
-	for _, c := range s.clients {
-		if !c.seed {
+	for i := range s.clients {
+		if !s.clients[i].seed {
 			return true
 		}
 	}
@@ -247,8 +269,8 @@ func (t *Tracker) begin(req *request) (s *swarm, wait <-chan struct{}, err error
 	s = t.swarms[req.infohash]
 	if req.event == wire.EventStopped {
 		if s != nil {
-			if _, ok := s.clients[req.client]; ok {
-				delete(s.clients, req.client)
+			if i := s.find(req.client); i >= 0 {
+				s.drop(i)
 				t.reconcile(s, now)
 			}
 		}
@@ -262,12 +284,15 @@ func (t *Tracker) begin(req *request) (s *swarm, wait <-chan struct{}, err error
 	t.lru.MoveToFront(s.elem)
 	s.lastUsed = now
 	if req.client.Port() != 0 { // port 0 cannot take connections: look up only
-		c := s.clients[req.client]
-		if c == nil {
-			c = new(client)
-			s.clients[req.client] = c
+		i := s.find(req.client)
+		if i < 0 {
+			if len(s.clients) >= maxClientsPerSwarm {
+				return nil, nil, errTooManyClients
+			}
+			s.clients = append(s.clients, client{ep: req.client})
+			i = len(s.clients) - 1
 		}
-		c.lastSeen, c.seed = now, req.seed
+		s.clients[i].lastSeen, s.clients[i].seed = now, req.seed
 		t.reconcile(s, now)
 	}
 	starving := !req.seed && req.numwant != 0 && t.usable(s, req) == 0
@@ -290,7 +315,7 @@ func (t *Tracker) add(ih [20]byte, now time.Time) (*swarm, error) {
 		t.stats.refused.Add(1)
 		return nil, errFull
 	}
-	s := &swarm{infohash: ih, key: wire.SwarmKey(ih), clients: make(map[netip.AddrPort]*client), lastUsed: now}
+	s := &swarm{infohash: ih, key: wire.SwarmKey(ih), lastUsed: now}
 	s.elem = t.lru.PushFront(s)
 	t.swarms[ih] = s
 	return s, nil
@@ -330,16 +355,17 @@ func (s *swarm) desired() pub {
 	if len(s.clients) == 0 {
 		return pub{}
 	}
-	c, ok := s.clients[s.primary]
-	if !ok {
-		first := true
-		for ep, cl := range s.clients {
-			if first || ep.Compare(s.primary) < 0 {
-				s.primary, c, first = ep, cl, false
+	i := s.find(s.primary)
+	if i < 0 {
+		i = 0
+		for j := range s.clients {
+			if s.clients[j].ep.Compare(s.clients[i].ep) < 0 {
+				i = j
 			}
 		}
+		s.primary = s.clients[i].ep
 	}
-	return pub{on: true, port: s.primary.Port(), seed: c.seed}
+	return pub{on: true, port: s.primary.Port(), seed: s.clients[i].seed}
 }
 
 func (t *Tracker) apply(s *swarm, op pub) {
@@ -432,11 +458,11 @@ func (t *Tracker) sweep() {
 		return
 	}
 	for _, s := range t.swarms {
-		for ep, c := range s.clients {
-			if now.Sub(c.lastSeen) > t.cfg.ClientTimeout {
-				delete(s.clients, ep)
+		for i := len(s.clients) - 1; i >= 0; i-- {
+			if c := s.clients[i]; now.Sub(c.lastSeen) > t.cfg.ClientTimeout {
+				s.drop(i)
 				t.stats.lapsed.Add(1)
-				t.log.Debug("client lapsed", "infohash", s.key, "client", ep)
+				t.log.Debug("client lapsed", "infohash", s.key, "client", c.ep)
 			}
 		}
 		t.reconcile(s, now)
@@ -476,11 +502,12 @@ func (req *request) fits(a netip.Addr) bool {
 // clients, then the cached DHT peers, never itself, a seed never to a seed.
 // It stops when f returns false. t.mu is held.
 func (s *swarm) candidates(req *request, f func(ep netip.AddrPort) bool) {
-	for ep, c := range s.clients {
-		if ep == req.client || req.self(ep, false) || (req.seed && c.seed) || !req.fits(ep.Addr()) {
+	for i := range s.clients {
+		c := &s.clients[i]
+		if req.self(c.ep, false) || (req.seed && c.seed) || !req.fits(c.ep.Addr()) {
 			continue
 		}
-		if !f(ep) {
+		if !f(c.ep) {
 			return
 		}
 	}
@@ -501,7 +528,8 @@ func (s *swarm) candidates(req *request, f func(ep netip.AddrPort) bool) {
 // published on a client's port, or the client's own endpoint (any loopback
 // address for a client on loopback).
 func (s *swarm) isClient(p *Peer) bool {
-	for ep := range s.clients {
+	for i := range s.clients {
+		ep := s.clients[i].ep
 		if ep.Port() != p.Endpoint.Port() {
 			continue
 		}
@@ -522,8 +550,8 @@ func (t *Tracker) usable(s *swarm, req *request) int {
 // counts are the swarm's seeds and leechers: the larger of what the storing
 // nodes report and what this daemon sees (its clients and the peers found).
 func (s *swarm) counts() (seeds, leechers int) {
-	for _, c := range s.clients {
-		if c.seed {
+	for i := range s.clients {
+		if s.clients[i].seed {
 			seeds++
 		} else {
 			leechers++

@@ -40,6 +40,7 @@ func (t *Tracker) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	rand.Read(key[:])
 	u := &udpFront{t: t, pc: pc, ids: newConnIDs(key[:])}
 	u.udp, _ = pc.(*net.UDPConn)
+	u.apw, _ = pc.(addrPortWriter)
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
 	defer stop()
 	stopT := context.AfterFunc(t.ctx, func() { pc.Close() })
@@ -75,8 +76,9 @@ func (t *Tracker) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 type udpFront struct {
 	t       *Tracker
 	pc      net.PacketConn
-	udp     *net.UDPConn // pc when it is one: allocation-free I/O
-	ids     *connIDs     // used by the read loop only
+	udp     *net.UDPConn   // pc when it is one: allocation-free reads
+	apw     addrPortWriter // pc when it has one: allocation-free writes
+	ids     *connIDs       // used by the read loop only
 	wg      sync.WaitGroup
 	waiting atomic.Int32
 }
@@ -96,10 +98,15 @@ func (u *udpFront) read(buf []byte) (int, netip.AddrPort, error) {
 	return n, ua.AddrPort(), nil
 }
 
+// addrPortWriter is the allocation-free write of *net.UDPConn.
+type addrPortWriter interface {
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+}
+
 func (u *udpFront) write(b []byte, to netip.AddrPort) {
 	var err error
-	if u.udp != nil {
-		_, err = u.udp.WriteToUDPAddrPort(b, to)
+	if u.apw != nil {
+		_, err = u.apw.WriteToUDPAddrPort(b, to)
 	} else {
 		_, err = u.pc.WriteTo(b, net.UDPAddrFromAddrPort(to))
 	}
@@ -192,10 +199,11 @@ func (u *udpFront) handle(ctx context.Context, b []byte, from netip.AddrPort, ou
 		return out
 	}
 	u.waiting.Add(1)
+	wreq := req // only this copy escapes to the heap
 	u.wg.Go(func() {
 		defer u.waiting.Add(-1)
 		t.await(ctx, wait)
-		ans := t.finish(s, &req, nil)
+		ans := t.finish(s, &wreq, nil)
 		u.write(appendUDPAnswer(nil, tx, &ans, !v4), from)
 	})
 	return out
