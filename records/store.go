@@ -68,11 +68,14 @@ type Stats struct {
 // Store holds peer records for others. Implementations are safe for
 // concurrent use and enforce Limits.
 type Store interface {
-	// Put stores e, which must be what Open returned for e.Envelope (Put
-	// does not verify it), replacing the announcer's record for the key when e.Seq is
+	// Put stores e, replacing the announcer's record for the key when e.Seq is
 	// higher (an identical envelope again is a no-op, not an error). A Withdrawn
 	// record deletes the announcer's record and is not stored. Errors:
 	// ErrExpired, ErrStale, ErrKeyFull, ErrStoreFull, ErrAnnouncerFull, ErrClosed.
+	// Put does not verify e: its Record must be what Open returned for
+	// e.Envelope. With Options.MaxTTL set it may also return ErrTooFarAhead;
+	// an unfit Entry (zero key, no announcer or envelope, port 0) is
+	// ErrMalformed.
 	Put(ctx context.Context, e Entry) error
 	// Get returns up to want unexpired entries for k (want <= 0 means none,
 	// only counts). The entries are the caller's: envelopes are copies.
