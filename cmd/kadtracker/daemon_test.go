@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kadtracker/kadtracker/node"
+	"github.com/kadtracker/kadtracker/node/localapi"
+	"github.com/kadtracker/kadtracker/records"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// fakeNode stands in for *node.Node behind the local API adapter.
+type fakeNode struct {
+	stats   node.Stats
+	lookup  node.LookupResult
+	entries []records.Entry
+	routing []node.RoutingPeer
+}
+
+func (f *fakeNode) Announce(_ context.Context, _ records.Key, port uint16, _ bool) (node.AnnounceResult, error) {
+	return node.AnnounceResult{StoredOn: int(port) % 10, Targets: 8}, nil
+}
+func (f *fakeNode) Withdraw(context.Context, records.Key) error { return nil }
+func (f *fakeNode) Lookup(context.Context, records.Key, int) (node.LookupResult, error) {
+	return f.lookup, nil
+}
+func (f *fakeNode) Records(context.Context) ([]records.Entry, error) { return f.entries, nil }
+func (f *fakeNode) Routing() []node.RoutingPeer                      { return f.routing }
+func (f *fakeNode) Stats() node.Stats                                { return f.stats }
+
+func TestAPIBackend(t *testing.T) {
+	id, err := peer.Decode(peerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := mustKey(t, hexV1)
+	est := time.FixedZone("EST", -5*3600)
+	n := &fakeNode{
+		stats: node.Stats{
+			PeerID: id, Addrs: addrs(t, "/ip4/127.0.0.1/tcp/4001/p2p/"+peerID),
+			RoutingTableSize: 3, RecordsStored: 4, KeysStored: 2, Announced: 1, Replication: 8,
+			DHTMode: "server", Started: started.In(est),
+		},
+		lookup: node.LookupResult{
+			Peers: []node.Peer{
+				{Endpoint: netip.MustParseAddrPort("[::ffff:192.0.2.1]:6881"), Seed: true, Announcer: id},
+				{Endpoint: netip.MustParseAddrPort("[2001:db8::1]:51413")},
+			},
+			Seeds: 1, Leechers: 1,
+			Stats: node.LookupStats{Hops: 2, Queried: 5, Asked: 3, Answered: 2, Duration: 1500 * time.Microsecond},
+		},
+		entries: []records.Entry{
+			{Record: records.Record{Key: key, Announcer: id, Port: 6881, Seed: true, Expires: started.In(est)}, IP: netip.MustParseAddr("::ffff:10.0.0.1")},
+			{Record: records.Record{Key: key, Announcer: id, Port: 6882, Expires: started}}, // our own: no IP
+		},
+		routing: []node.RoutingPeer{{ID: id, Addrs: addrs(t, "/ip4/10.0.0.2/tcp/4001"), CPL: 4, Connected: true}},
+	}
+	b := apiBackend{n}
+	ctx := t.Context()
+
+	st, _ := b.Status(ctx)
+	wantSt := localapi.Status{
+		PeerID: peerID, Addrs: []string{"/ip4/127.0.0.1/tcp/4001/p2p/" + peerID},
+		RoutingTableSize: 3, RecordsStored: 4, KeysStored: 2, Announced: 1, Replication: 8,
+		DHTMode: "server", Started: started,
+	}
+	if !reflect.DeepEqual(st, wantSt) {
+		t.Errorf("Status\n got %+v\nwant %+v", st, wantSt)
+	}
+	if ar, _ := b.Announce(ctx, key, 6883, false); ar != (localapi.AnnounceResult{StoredOn: 3, Targets: 8}) {
+		t.Errorf("Announce = %+v", ar)
+	}
+	pr, _ := b.Peers(ctx, key, 50)
+	wantPr := localapi.PeersResult{
+		Peers: []localapi.Peer{
+			{IP: "192.0.2.1", Port: 6881, Seed: true, Announcer: peerID},
+			{IP: "2001:db8::1", Port: 51413},
+		},
+		Seeds: 1, Leechers: 1,
+		Stats: localapi.LookupStats{Hops: 2, Queried: 5, Asked: 3, Answered: 2, DurationMS: 1.5},
+	}
+	if !reflect.DeepEqual(pr, wantPr) {
+		t.Errorf("Peers\n got %+v\nwant %+v", pr, wantPr)
+	}
+	recs, _ := b.Records(ctx)
+	wantRecs := []localapi.Record{
+		{Infohash: key, IP: "10.0.0.1", Port: 6881, Seed: true, Announcer: peerID, Expires: started},
+		{Infohash: key, IP: "", Port: 6882, Announcer: peerID, Expires: started},
+	}
+	if !reflect.DeepEqual(recs, wantRecs) {
+		t.Errorf("Records\n got %+v\nwant %+v", recs, wantRecs)
+	}
+	rt, _ := b.Routing(ctx)
+	wantRt := []localapi.RoutingPeer{{PeerID: peerID, Addrs: []string{"/ip4/10.0.0.2/tcp/4001"}, CPL: 4, Connected: true}}
+	if !reflect.DeepEqual(rt, wantRt) {
+		t.Errorf("Routing\n got %+v\nwant %+v", rt, wantRt)
+	}
+
+	// Empty answers are empty lists, not null.
+	empty := apiBackend{&fakeNode{}}
+	if pr, _ := empty.Peers(ctx, key, 1); pr.Peers == nil {
+		t.Error("Peers: nil list")
+	}
+	if recs, _ := empty.Records(ctx); recs == nil {
+		t.Error("Records: nil list")
+	}
+	if st, _ := empty.Status(ctx); st.Addrs == nil {
+		t.Error("Status: nil addrs")
+	}
+}
+
+func TestServeFacesStopsAllWhenOneFails(t *testing.T) {
+	var mu sync.Mutex
+	var stopped []string
+	waiter := func(name string) face {
+		return face{name, func(ctx context.Context) error {
+			<-ctx.Done()
+			mu.Lock()
+			stopped = append(stopped, name)
+			mu.Unlock()
+			return nil
+		}}
+	}
+	boom := face{"tracker", func(context.Context) error { return errors.New("address in use") }}
+	err := serveFaces(t.Context(), []face{waiter("local API"), boom, waiter("tsup")})
+	if err == nil || err.Error() != "tracker: address in use" {
+		t.Errorf("err = %v", err)
+	}
+	if len(stopped) != 2 {
+		t.Errorf("stopped %v, want the other two faces", stopped)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := serveFaces(ctx, []face{waiter("local API")}); err != nil {
+		t.Errorf("after cancel: %v", err)
+	}
+}
+
+// TestRunConfigError: a configuration the node rejects is reported in full
+// with exit 1, before anything is opened.
+func TestRunConfigError(t *testing.T) {
+	dir := shortDir(t)
+	out, errOut, code := cli(t, env{}, "run", "--data-dir", dir, "--replication", "0", "--record-ttl", "1m", "--republish", "5m")
+	if code != 1 || out != "" {
+		t.Errorf("exit %d, stdout %q", code, out)
+	}
+	for _, want := range []string{"kadtracker: invalid configuration:\n", "replication 0 out of range", "republish interval 5m0s must be positive and shorter than the record TTL 1m0s"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr %q does not contain %q", errOut, want)
+		}
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "*")); len(m) != 0 {
+		t.Errorf("a rejected configuration left files: %v", m)
+	}
+}
+
+// TestRunRefusesLiveSocket: a second daemon on the same socket stops before
+// it starts a node.
+func TestRunRefusesLiveSocket(t *testing.T) {
+	sock := serveAPI(t, fullBackend(t))
+	dir := shortDir(t)
+	_, errOut, code := cli(t, env{}, "run", "--data-dir", dir, "--rpc-socket", sock, "--listen", "/ip4/127.0.0.1/tcp/0")
+	if code != 1 || !strings.Contains(errOut, "already listening on "+sock) {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "*")); len(m) != 0 {
+		t.Errorf("the refused daemon created %v", m)
+	}
+}
+
+// TestRunInProcess runs the daemon in this process on loopback, talks to it
+// with the CLI and stops it the way a signal does.
+func TestRunInProcess(t *testing.T) {
+	dir := shortDir(t)
+	sock := filepath.Join(dir, socketName)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var logs syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- realMain(ctx, []string{"run", "--data-dir", dir, "--listen", "/ip4/127.0.0.1/tcp/0", "--dht-mode", "server", "--log-format", "json"}, &bytes.Buffer{}, &logs, env{}.get)
+	}()
+	var st localapi.Status
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var err error
+		st, err = localapi.NewClient(sock).Status(ctx)
+		if err == nil {
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("daemon exited with %d:\n%s", code, logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer on %s: %v\n%s", sock, err, logs.String())
+		}
+	}
+	if len(st.Addrs) == 0 || !strings.HasSuffix(st.Addrs[0], "/p2p/"+st.PeerID) || st.DHTMode != "server" {
+		t.Errorf("status %+v", st)
+	}
+	out, errOut, code := cli(t, env{}, "announce", hexV1, "--port", "6881", "--json", "--data-dir", dir)
+	if code != 0 || !strings.HasPrefix(out, `{"stored_on":`) {
+		t.Errorf("announce: exit %d, %q %q", code, out, errOut)
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("daemon exited with %d:\n%s", code, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon did not stop")
+	}
+	for _, want := range []string{`"msg":"kadtracker started","peer_id":"` + st.PeerID + `"`, `"msg":"listening","addr":"` + st.Addrs[0] + `"`, `"msg":"stopped"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
+	}
+	if _, err := localapi.NewClient(sock).Status(t.Context()); !errors.Is(err, localapi.ErrNoDaemon) {
+		t.Errorf("after stop: %v, want ErrNoDaemon", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
