@@ -81,6 +81,8 @@ func TestClientJSON(t *testing.T) {
 			}
 		})
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.gotKey != mustKey(t, hexV1) || b.gotWant != 20 || b.gotPort != 6881 || !b.gotSeed || b.withdrawn != mustKey(t, hexV1) {
 		t.Errorf("the daemon got key %v, want %d, port %d, seed %v, withdrawn %v", b.gotKey, b.gotWant, b.gotPort, b.gotSeed, b.withdrawn)
 	}

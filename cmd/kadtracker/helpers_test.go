@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,8 +38,10 @@ func cli(t testing.TB, e env, args ...string) (stdout, stderr string, code int) 
 	return out.String(), errb.String(), code
 }
 
-// fakeBackend answers the local API with canned data.
+// fakeBackend answers the local API with canned data and remembers what it
+// was asked; read those fields after the request returned.
 type fakeBackend struct {
+	mu  sync.Mutex
 	err error
 
 	status    localapi.Status
@@ -56,16 +59,22 @@ type fakeBackend struct {
 func (f *fakeBackend) Status(context.Context) (localapi.Status, error) { return f.status, f.err }
 
 func (f *fakeBackend) Announce(_ context.Context, key records.Key, port uint16, seed bool) (localapi.AnnounceResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.gotKey, f.gotPort, f.gotSeed = key, port, seed
 	return f.announce, f.err
 }
 
 func (f *fakeBackend) Withdraw(_ context.Context, key records.Key) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.withdrawn = key
 	return f.err
 }
 
 func (f *fakeBackend) Peers(_ context.Context, key records.Key, want int) (localapi.PeersResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.gotKey, f.gotWant = key, want
 	return f.peers, f.err
 }

@@ -105,7 +105,8 @@ func parseCommand(c *command, args []string, getenv func(string) string) (runner
 // parseInterspersed parses flags that may stand before, between and after
 // positional arguments, which it returns in order. flag.Parse stops at the
 // first positional argument, so parsing starts again after each one. After
-// "--" everything is positional.
+// "--" everything is positional (a flag whose value is "--" followed by a
+// positional argument is read that way too; nobody names a file "--").
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
