@@ -188,7 +188,14 @@ func TestNoLeaks(t *testing.T) {
 	go func() { errs <- tr.Serve(ctx, ln) }()
 	go func() { errs <- tr.ServeUDP(ctx, pc) }()
 
-	go http.Get("http://" + ln.Addr().String() + "/announce?" + string(wire.AppendAnnounceQuery(nil, &wire.AnnounceRequest{InfoHash: ihash(1), Port: 1, Compact: true, NumWant: -1})))
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	got := make(chan struct{})
+	go func() {
+		defer close(got)
+		if resp, err := client.Get("http://" + ln.Addr().String() + "/announce?" + string(wire.AppendAnnounceQuery(nil, &wire.AnnounceRequest{InfoHash: ihash(1), Port: 1, Compact: true, NumWant: -1}))); err == nil {
+			resp.Body.Close()
+		}
+	}()
 	c := dialUDP(t, pc.LocalAddr().(*net.UDPAddr).AddrPort())
 	r := uareq(c.connect(), ihash(2), 2, 1)
 	c.conn.Write(wire.AppendUDPAnnounceRequest(nil, &r)) // waits on the lookup
@@ -201,6 +208,14 @@ func TestNoLeaks(t *testing.T) {
 		}
 	}
 	tr.Close()
-	http.DefaultClient.CloseIdleConnections()
-	eventually(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before+1 })
+	<-got
+	c.conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
 }
