@@ -256,3 +256,18 @@ func cleanEnv() []string {
 	}
 	return env
 }
+
+// Kill ends the daemon with SIGKILL, as a crash would: no shutdown code runs.
+func (d *daemon) Kill() {
+	d.stopOnce.Do(func() {
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+	})
+}
+
+// ListenAddr is the daemon's first listen multiaddr without /p2p/, to restart
+// it on the same address.
+func (d *daemon) ListenAddr() string {
+	addr, _, _ := strings.Cut(d.Addr(), "/p2p/")
+	return addr
+}
