@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,9 +37,16 @@ func (n *Node) Lookup(ctx context.Context, key records.Key, want int) (LookupRes
 		result records.Result
 		err    error
 	}
-	answers := make(chan answer, len(targets))
+	// This node's own store is read too, even when it is not among the
+	// closest: it may hold the key from before the network changed, and a
+	// DHT client's only copy may be one it stored while it served.
+	asked := targets
+	if !slices.Contains(targets, n.host.ID()) {
+		asked = append(slices.Clip(targets), n.host.ID())
+	}
+	answers := make(chan answer, len(asked))
 	var wg sync.WaitGroup
-	for _, p := range targets {
+	for _, p := range asked {
 		wg.Go(func() {
 			r, err := n.get(ctx, p, key, want)
 			answers <- answer{p, r, err}
@@ -54,7 +62,9 @@ func (n *Node) Lookup(ctx context.Context, key records.Key, want int) (LookupRes
 			n.log.Debug("GET failed", "peer", a.from, "key", key, "err", a.err)
 			continue
 		}
-		res.Stats.Answered++
+		if slices.Contains(targets, a.from) {
+			res.Stats.Answered++
+		}
 		res.Seeds = max(res.Seeds, a.result.Seeds)
 		res.Leechers = max(res.Leechers, a.result.Leechers)
 		for _, e := range a.result.Entries {

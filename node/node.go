@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -151,7 +153,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}
 	n.dht, err = dht.New(n.host,
-		dht.ProtocolPrefix("/kadtracker"),
+		dht.ProtocolPrefix(kadPrefix),
 		dht.Mode(kadMode(cfg.DHTMode)),
 		dht.DisableProviders(),
 		dht.DisableValues(),
@@ -297,7 +299,7 @@ func (n *Node) Stats() Stats {
 	announced := len(n.announced)
 	n.mu.Unlock()
 	mode := "client"
-	if n.dht.Mode() == dht.ModeServer {
+	if n.serving() {
 		mode = "server"
 	}
 	return Stats{
@@ -317,6 +319,19 @@ func (n *Node) Stats() Stats {
 		Lookups:          n.stats.lookups.Load(),
 		Republishes:      n.stats.republishes.Load(),
 	}
+}
+
+// kadProtocol is kad-dht's protocol under our prefix; a node handles it
+// exactly when it serves the DHT.
+const (
+	kadPrefix   protocol.ID = "/kadtracker"
+	kadProtocol             = kadPrefix + "/kad/1.0.0"
+)
+
+// serving reports whether the node serves the DHT right now. In auto mode
+// that changes with reachability, which kad-dht's Mode() does not show.
+func (n *Node) serving() bool {
+	return slices.Contains(n.host.Mux().Protocols(), kadProtocol)
 }
 
 // sweepLoop deletes expired records.

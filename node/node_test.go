@@ -76,7 +76,11 @@ func TestConfigValidate(t *testing.T) {
 func TestLoneNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nd, err := New(ctx, loopbackConfig(""))
+	// The default auto mode serves the DHT on loopback: AutoNAT has nobody
+	// to ask, and kad-dht's ModeAutoServer serves until told otherwise.
+	cfg := loopbackConfig("")
+	cfg.DHTMode = ModeAuto
+	nd, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -167,7 +167,7 @@ func (n *Node) closest(ctx context.Context, key records.Key) ([]peer.ID, walkSta
 		// A partial walk still names the best nodes it found.
 		n.log.Debug("DHT walk incomplete", "key", key, "found", len(peers), "err", err)
 	}
-	if n.dht.Mode() == dht.ModeServer {
+	if n.serving() {
 		peers = append(peers, n.host.ID())
 	}
 	return kb.SortClosestPeers(peers, kb.ConvertKey(key.DHTKey())), stats, nil
