@@ -7,7 +7,9 @@ import (
 
 	"github.com/kadtracker/kadtracker/node"
 	"github.com/kadtracker/kadtracker/node/localapi"
+	"github.com/kadtracker/kadtracker/node/tracker"
 	"github.com/kadtracker/kadtracker/records"
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -19,12 +21,17 @@ type nodeAPI interface {
 	Records(ctx context.Context) ([]records.Entry, error)
 	Routing() []node.RoutingPeer
 	Stats() node.Stats
+	ID() peer.ID
 }
 
 var _ nodeAPI = (*node.Node)(nil)
 
 // apiBackend serves the local API from a node.
-type apiBackend struct{ n nodeAPI }
+type apiBackend struct {
+	n nodeAPI
+	// trackerHTTP and trackerUDP are the tracker front's announce URLs.
+	trackerHTTP, trackerUDP string
+}
 
 var _ localapi.Backend = apiBackend{}
 
@@ -40,6 +47,8 @@ func (b apiBackend) Status(context.Context) (localapi.Status, error) {
 		Replication:      st.Replication,
 		DHTMode:          st.DHTMode,
 		Started:          st.Started.UTC(),
+		TrackerHTTP:      b.trackerHTTP,
+		TrackerUDP:       b.trackerUDP,
 	}, nil
 }
 
@@ -131,4 +140,38 @@ func addrStrings(addrs []ma.Multiaddr) []string {
 		out[i] = a.String()
 	}
 	return out
+}
+
+// trackerBackend serves the BitTorrent tracker front from a node.
+type trackerBackend struct{ n nodeAPI }
+
+var _ tracker.Node = trackerBackend{}
+
+// Announce publishes the client. A record that no storing node took yet is
+// not an error for the front: the node keeps the key announced and its
+// republish loop tries again.
+func (b trackerBackend) Announce(ctx context.Context, key records.Key, port uint16, seed bool) error {
+	_, err := b.n.Announce(ctx, key, port, seed)
+	return err
+}
+
+func (b trackerBackend) Withdraw(ctx context.Context, key records.Key) error {
+	return b.n.Withdraw(ctx, key)
+}
+
+func (b trackerBackend) Lookup(ctx context.Context, key records.Key, want int) (tracker.Swarm, error) {
+	res, err := b.n.Lookup(ctx, key, want)
+	if err != nil {
+		return tracker.Swarm{}, err
+	}
+	self := b.n.ID()
+	sw := tracker.Swarm{Seeds: res.Seeds, Leechers: res.Leechers, Peers: make([]tracker.Peer, 0, len(res.Peers))}
+	for _, p := range res.Peers {
+		sw.Peers = append(sw.Peers, tracker.Peer{
+			Endpoint: netip.AddrPortFrom(p.Endpoint.Addr().Unmap(), p.Endpoint.Port()),
+			Seed:     p.Seed,
+			Local:    p.Announcer == self,
+		})
+	}
+	return sw, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"github.com/kadtracker/kadtracker/bootstrap"
 	"github.com/kadtracker/kadtracker/node"
 	"github.com/kadtracker/kadtracker/node/localapi"
+	"github.com/kadtracker/kadtracker/node/tracker"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -24,7 +27,13 @@ type daemonCmd struct {
 	rpcSocket string
 	logLevel  slog.Level
 	logFormat string
+	// The BitTorrent tracker front: empty addresses disable a transport.
+	trackerHTTP, trackerUDP string
+	trackerRemote           bool
 }
+
+// defaultTrackerAddr is where BitTorrent clients on this host announce.
+const defaultTrackerAddr = "127.0.0.1:6969"
 
 func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (runner, error) {
 	d := &daemonCmd{node: node.DefaultConfig(), logLevel: slog.LevelInfo, logFormat: "text"}
@@ -41,8 +50,11 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 	fs.DurationVar(&d.node.RepublishInterval, "republish", d.node.RepublishInterval, "how often announced records are published again")
 	fs.Var((*logLevel)(&d.logLevel), "log-level", "log `LEVEL`: debug, info, warn or error")
 	fs.Var(oneOf{&d.logFormat, []string{"text", "json"}}, "log-format", "log `FORMAT`: text or json")
-	// The BitTorrent tracker front (--tracker-http, --tracker-udp) and TSUP
-	// add their flags here, and their faces in (*daemonCmd).run.
+	d.trackerHTTP, d.trackerUDP = defaultTrackerAddr, defaultTrackerAddr
+	fs.StringVar(&d.trackerHTTP, "tracker-http", d.trackerHTTP, "`ADDR` of the HTTP tracker for local BitTorrent clients (http://ADDR/announce); empty disables it")
+	fs.StringVar(&d.trackerUDP, "tracker-udp", d.trackerUDP, "`ADDR` of the UDP tracker for local BitTorrent clients (udp://ADDR/announce); empty disables it")
+	fs.BoolVar(&d.trackerRemote, "tracker-allow-remote", false, "allow --tracker-http/--tracker-udp on a non-loopback address (anyone who reaches it can announce through this daemon)")
+	// TSUP adds its flags here, and its face in (*daemonCmd).run.
 
 	return func(pos []string) (runner, error) {
 		if err := wantArgs(pos); err != nil {
@@ -53,6 +65,11 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 		}
 		if d.rpcSocket == "" {
 			d.rpcSocket = filepath.Join(d.node.DataDir, socketName)
+		}
+		for _, f := range []struct{ name, addr string }{{"tracker-http", d.trackerHTTP}, {"tracker-udp", d.trackerUDP}} {
+			if err := checkTrackerAddr(f.addr, d.trackerRemote); err != nil {
+				return nil, fmt.Errorf("--%s: %w", f.name, err)
+			}
 		}
 		return d, nil
 	}
@@ -72,15 +89,21 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
-	// Take the socket first: a second daemon on this data dir stops here,
-	// before it opens the store or the ports.
+	// Take the socket and the tracker ports first: a second daemon on this
+	// data dir, or a port in use, stops here before the store is opened.
 	ln, err := localapi.Listen(d.rpcSocket)
 	if err != nil {
+		return err
+	}
+	httpLn, udpConn, err := d.listenTracker(ctx)
+	if err != nil {
+		ln.Close()
 		return err
 	}
 	n, err := node.New(ctx, cfg)
 	if err != nil {
 		ln.Close()
+		closeAll(httpLn, udpConn)
 		return fmt.Errorf("starting the node: %w", err)
 	}
 	st := n.Stats()
@@ -90,17 +113,99 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) error {
 	}
 	logger.Info("local API", "socket", d.rpcSocket)
 
-	api := localapi.NewServer(apiBackend{n}, logger.With("component", "localapi"))
-	faces := []face{
-		{"local API", func(ctx context.Context) error { return api.Serve(ctx, ln) }},
+	var front *tracker.Tracker
+	if httpLn != nil || udpConn != nil {
+		tcfg := tracker.DefaultConfig()
+		tcfg.Logger = logger.With("component", "tracker")
+		if front, err = tracker.New(trackerBackend{n}, tcfg); err != nil {
+			ln.Close()
+			closeAll(httpLn, udpConn)
+			return errors.Join(err, n.Close())
+		}
 	}
+	for _, a := range []string{d.trackerHTTP, d.trackerUDP} {
+		if checkTrackerAddr(a, false) != nil {
+			logger.Warn("tracker front open beyond this host: anyone who reaches it can announce through this daemon", "addr", a)
+		}
+	}
+	backend := apiBackend{n: n}
+	var faces []face
+	if httpLn != nil {
+		backend.trackerHTTP = "http://" + httpLn.Addr().String() + "/announce"
+		logger.Info("HTTP tracker", "announce", backend.trackerHTTP)
+		faces = append(faces, face{"HTTP tracker", func(ctx context.Context) error { return front.Serve(ctx, httpLn) }})
+	}
+	if udpConn != nil {
+		backend.trackerUDP = "udp://" + udpConn.LocalAddr().String() + "/announce"
+		logger.Info("UDP tracker", "announce", backend.trackerUDP)
+		faces = append(faces, face{"UDP tracker", func(ctx context.Context) error { return front.ServeUDP(ctx, udpConn) }})
+	}
+	api := localapi.NewServer(backend, logger.With("component", "localapi"))
+	faces = append(faces, face{"local API", func(ctx context.Context) error { return api.Serve(ctx, ln) }})
 	err = serveFaces(ctx, faces)
 	if ctx.Err() != nil {
 		logger.Info("stopping", "cause", context.Cause(ctx))
 	}
+	if front != nil {
+		err = errors.Join(err, front.Close())
+	}
 	err = errors.Join(err, n.Close())
 	logger.Info("stopped")
 	return err
+}
+
+// listenTracker opens the tracker front's sockets; an empty address leaves
+// that transport off.
+func (d *daemonCmd) listenTracker(ctx context.Context) (net.Listener, net.PacketConn, error) {
+	var lc net.ListenConfig
+	var httpLn net.Listener
+	var udpConn net.PacketConn
+	var err error
+	if d.trackerHTTP != "" {
+		if httpLn, err = lc.Listen(ctx, "tcp", d.trackerHTTP); err != nil {
+			return nil, nil, fmt.Errorf("HTTP tracker: %w", err)
+		}
+	}
+	if d.trackerUDP != "" {
+		if udpConn, err = lc.ListenPacket(ctx, "udp", d.trackerUDP); err != nil {
+			closeAll(httpLn)
+			return nil, nil, fmt.Errorf("UDP tracker: %w", err)
+		}
+	}
+	return httpLn, udpConn, nil
+}
+
+// checkTrackerAddr accepts host:port on loopback, or anywhere with
+// allowRemote. The tracker front is for the clients on this host; serving it
+// further is a choice the user makes explicitly.
+func checkTrackerAddr(addr string, allowRemote bool) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("%q: want an IP address and port, such as %s", addr, defaultTrackerAddr)
+	}
+	if !ip.IsLoopback() && !allowRemote {
+		return fmt.Errorf("%s is not a loopback address; add --tracker-allow-remote to serve clients on other hosts", addr)
+	}
+	return nil
+}
+
+// closeAll closes whichever of cs are open.
+func closeAll(cs ...io.Closer) {
+	for _, c := range cs {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
 }
 
 // serveFaces runs every face until ctx is done or one fails, and returns

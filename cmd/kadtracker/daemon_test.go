@@ -36,6 +36,7 @@ func (f *fakeNode) Lookup(context.Context, records.Key, int) (node.LookupResult,
 func (f *fakeNode) Records(context.Context) ([]records.Entry, error) { return f.entries, nil }
 func (f *fakeNode) Routing() []node.RoutingPeer                      { return f.routing }
 func (f *fakeNode) Stats() node.Stats                                { return f.stats }
+func (f *fakeNode) ID() peer.ID                                      { return f.stats.PeerID }
 
 func TestAPIBackend(t *testing.T) {
 	id, err := peer.Decode(peerID)
@@ -64,7 +65,7 @@ func TestAPIBackend(t *testing.T) {
 		},
 		routing: []node.RoutingPeer{{ID: id, Addrs: addrs(t, "/ip4/10.0.0.2/tcp/4001"), CPL: 4, Connected: true}},
 	}
-	b := apiBackend{n}
+	b := apiBackend{n: n}
 	ctx := t.Context()
 
 	st, _ := b.Status(ctx)
@@ -106,7 +107,7 @@ func TestAPIBackend(t *testing.T) {
 	}
 
 	// Empty answers are empty lists, not null.
-	empty := apiBackend{&fakeNode{}}
+	empty := apiBackend{n: &fakeNode{}}
 	if pr, _ := empty.Peers(ctx, key, 1); pr.Peers == nil {
 		t.Error("Peers: nil list")
 	}

@@ -85,6 +85,8 @@ type daemon struct {
 	Socket  string
 	PeerID  string
 	Addrs   []string // full listen multiaddrs, ending in /p2p/PeerID
+	// Announce URLs of the tracker front, "" when off.
+	TrackerHTTP, TrackerUDP string
 
 	cmd      *exec.Cmd
 	logs     *syncBuffer // stdout and stderr
@@ -116,6 +118,12 @@ func startDaemon(t testing.TB, args ...string) *daemon {
 	if flagValue(args, "listen") == "" {
 		defaults = append(defaults, "--listen", "/ip4/127.0.0.1/tcp/0")
 	}
+	// Every daemon of a test gets its own tracker ports.
+	for _, f := range []string{"tracker-http", "tracker-udp"} {
+		if flagValue(args, f) == "" && !hasFlag(args, f) {
+			defaults = append(defaults, "--"+f, "127.0.0.1:0")
+		}
+	}
 	if flagValue(args, "log-level") == "" {
 		defaults = append(defaults, "--log-level", "debug")
 	}
@@ -143,6 +151,7 @@ func startDaemon(t testing.TB, args ...string) *daemon {
 		t.Fatalf("daemon did not start: %v\n%s", err, d.Logs())
 	}
 	d.PeerID, d.Addrs = st.PeerID, st.Addrs
+	d.TrackerHTTP, d.TrackerUDP = st.TrackerHTTP, st.TrackerUDP
 	if d.PeerID == "" || len(d.Addrs) == 0 {
 		t.Fatalf("daemon status without peer ID or addresses: %+v", st)
 	}
@@ -243,6 +252,17 @@ func flagValue(args []string, name string) string {
 		}
 	}
 	return ""
+}
+
+// hasFlag reports whether --name or -name (with any value form) is in args.
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanEnv is this process's environment without KADTRACKER_ variables, so

@@ -60,6 +60,7 @@ func daemonWant(f func(d *daemonCmd)) *daemonCmd {
 	d := &daemonCmd{node: node.DefaultConfig(), logLevel: slog.LevelInfo, logFormat: "text"}
 	d.node.DataDir = "/home/u/.kadtracker"
 	d.rpcSocket = "/home/u/.kadtracker/kadtracker.sock"
+	d.trackerHTTP, d.trackerUDP = defaultTrackerAddr, defaultTrackerAddr
 	if f != nil {
 		f(d)
 	}
@@ -114,6 +115,12 @@ func TestParseRun(t *testing.T) {
 			})},
 		{"env data dir moves the socket", env{"KADTRACKER_DATA_DIR": "/env"}, nil, daemonWant(func(d *daemonCmd) {
 			d.node.DataDir, d.rpcSocket = "/env", "/env/kadtracker.sock"
+		})},
+		{"tracker fronts", home, []string{"--tracker-http", "127.0.0.2:7000", "--tracker-udp="}, daemonWant(func(d *daemonCmd) {
+			d.trackerHTTP, d.trackerUDP = "127.0.0.2:7000", ""
+		})},
+		{"tracker front beyond loopback, allowed", home, []string{"--tracker-http", "0.0.0.0:6969", "--tracker-allow-remote"}, daemonWant(func(d *daemonCmd) {
+			d.trackerHTTP, d.trackerRemote = "0.0.0.0:6969", true
 		})},
 		{"empty env var is unset", env{"HOME": "/home/u", "KADTRACKER_REPLICATION": ""}, nil, daemonWant(nil)},
 		{"repeated list flags add up", home, []string{"--listen", "/ip4/127.0.0.1/tcp/1", "--listen", "/ip4/127.0.0.1/tcp/2"}, daemonWant(func(d *daemonCmd) {
@@ -223,6 +230,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad log format", home, []string{"run", "--log-format", "xml"}, "want text or json"},
 		{"bad env var", env{"HOME": "/h", "KADTRACKER_REPUBLISH": "often"}, []string{"run"}, `KADTRACKER_REPUBLISH="often"`},
 		{"bad env bool", env{"HOME": "/h", "KADTRACKER_MDNS": "sure"}, []string{"run"}, `KADTRACKER_MDNS="sure"`},
+		{"tracker beyond loopback", home, []string{"run", "--tracker-udp", "0.0.0.0:6969"}, "--tracker-udp: 0.0.0.0:6969 is not a loopback address; add --tracker-allow-remote"},
+		{"tracker address without port", home, []string{"run", "--tracker-http", "127.0.0.1"}, "--tracker-http: address 127.0.0.1: missing port"},
+		{"tracker host name", home, []string{"run", "--tracker-http", "example.org:80"}, "want an IP address and port"},
 		{"no home", env{}, []string{"run"}, "no data directory"},
 		{"client no home", env{}, []string{"status"}, "set --rpc-socket or --data-dir"},
 		{"peers no infohash", home, []string{"peers", "--json"}, "missing INFOHASH"},

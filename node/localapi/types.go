@@ -33,6 +33,9 @@ type Status struct {
 	Replication      int       `json:"replication"`
 	DHTMode          string    `json:"dht_mode"`
 	Started          time.Time `json:"started"` // RFC 3339
+	// Tracker URLs for local BitTorrent clients; empty when that front is off.
+	TrackerHTTP string `json:"tracker_http,omitempty"`
+	TrackerUDP  string `json:"tracker_udp,omitempty"`
 }
 
 // AnnounceRequest is the body of POST /v1/announce.
