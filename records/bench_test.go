@@ -3,7 +3,11 @@ package records
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
+	"fmt"
 	"io/fs"
+	mrand "math/rand/v2"
+	"net/netip"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -48,7 +52,9 @@ func makeBenchPool(tb testing.TB) []Entry {
 		}
 		// As Open would return it: the announcer in its own allocation.
 		r.Announcer = peer.ID(string([]byte(r.Announcer)))
-		pool[i] = Entry{Record: r, IP: testIP, Envelope: env}
+		// Each announcer from an address of its own, as on the internet.
+		a := (j*poolPerKey + i%poolPerKey) % poolAnnouncers
+		pool[i] = Entry{Record: r, IP: netip.AddrFrom4([4]byte{100, 64, byte(a >> 8), byte(a)}), Envelope: env}
 	}
 	return pool
 }
@@ -117,7 +123,7 @@ func runStoreBench(b *testing.B, open benchStore) {
 		for i, id := range ids {
 			r := rec(k, 1, time.Now().Add(time.Hour))
 			r.Seed = i%4 == 0
-			if err := s.Put(ctx, seal(b, id, r, testIP)); err != nil {
+			if err := s.Put(ctx, seal(b, id, r, netip.AddrFrom4([4]byte{100, 64, 0, byte(i)}))); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -240,6 +246,64 @@ func BenchmarkOpen(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkBytesPerRecord is what a stored record costs in heap at 100k and
+// 1M records, in a realistic shape: 5 records per key, each announcer on
+// 50 keys from an address of its own. Put does not look inside envelopes,
+// so each record gets random bytes of a real envelope's length rather than
+// a signature (signing a million records would take the whole run).
+//
+//	go test -run '^$' -bench BytesPerRecord -benchtime 1x ./records
+func BenchmarkBytesPerRecord(b *testing.B) {
+	ctx := context.Background()
+	real := benchPool(b)[0]
+	envLen := len(real.Envelope)
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			announcers := n / 50
+			ids := make([]peer.ID, announcers)
+			for i := range ids {
+				// Real IDs are 38-byte identity multihashes of ed25519 keys.
+				id := make([]byte, len(real.Announcer))
+				copy(id, real.Announcer)
+				binary.BigEndian.PutUint64(id[len(id)-8:], uint64(i))
+				ids[i] = peer.ID(id)
+			}
+			rng := mrand.New(mrand.NewPCG(1, uint64(n)))
+			exp := time.Now().Add(24 * time.Hour)
+			var heap float64
+			for b.Loop() {
+				s := NewMemory(Options{Limits: Limits{Records: 2 * n}})
+				before := heapInUse()
+				env := make([]byte, envLen)
+				for i := range n {
+					j := i / poolPerKey
+					a := (j*poolPerKey + i%poolPerKey) % announcers
+					for k := range env {
+						env[k] = byte(rng.Uint32())
+					}
+					e := Entry{
+						Record: Record{Key: testKey(b, j), Announcer: ids[a], Port: uint16(1024 + i%60000), Seed: i%3 == 0, Seq: 1, Expires: exp},
+						IP:     netip.AddrFrom4([4]byte{100, byte(a >> 16), byte(a >> 8), byte(a)}),
+						// Put copies it.
+						Envelope: env,
+					}
+					if err := s.Put(ctx, e); err != nil {
+						b.Fatal(err)
+					}
+				}
+				heap = float64(heapInUse()-before) / float64(n)
+				if st := s.Stats(); st.Records != n {
+					b.Fatalf("stored %d records", st.Records)
+				}
+				runtime.KeepAlive(s)
+				s.Close()
+			}
+			b.ReportMetric(heap, "heap-B/record")
+			b.ReportMetric(float64(envLen), "envelope-B")
 		})
 	}
 }

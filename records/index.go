@@ -27,10 +27,18 @@ type index struct {
 	// announcer ID that its slots share.
 	announcers map[peer.ID]announcer
 	records    int
+
+	// sources holds the records of each source address, and heap orders
+	// the sources by record count, for the per-address caps and eviction.
+	sources map[netip.Addr]*source
+	heap    sourceHeap
+	rng     rand.PCG // eviction sampling; writers only (they are serialized)
+	evicted int64
 }
 
 // keySet holds one key's records, at most one per announcer.
 type keySet struct {
+	key   Key
 	slots []slot
 	// byAnnouncer indexes slots once there are more than linearScanMax of
 	// them; below that a scan is as fast and a map costs ~200 B per key.
@@ -52,6 +60,7 @@ type slot struct {
 	ip        netip.Addr
 	expires   int64 // unix milliseconds
 	seq       uint64
+	src       int32 // index in its source's refs; -1 for our own records
 	port      uint16
 	seed      bool
 }
@@ -61,13 +70,16 @@ func newIndex(opts Options) *index {
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
-	return &index{
+	x := &index{
 		limits:     opts.Limits,
 		maxTTL:     opts.MaxTTL,
 		seed:       seed,
 		keys:       make(map[Key]*keySet),
 		announcers: make(map[peer.ID]announcer),
+		sources:    make(map[netip.Addr]*source),
 	}
+	x.rng.Seed(seed, 0x65766963)
+	return x
 }
 
 func (ks *keySet) find(a peer.ID) int {
@@ -138,13 +150,17 @@ type plan struct {
 	key Key
 	i   int  // slot index for opReplace and opDelete
 	s   slot // the new slot for opInsert and opReplace
+	// evict, for opInsert, is a record to delete first (the Limits policy).
+	evict    recRef
+	evicting bool
 }
 
 func toMillis(t time.Time) int64 { return t.UnixMilli() }
 
 // planPut decides what Put(e) does at now. The new slot's envelope is a
-// copy, so the caller's buffer is not retained.
-func (x *index) planPut(e Entry, now time.Time) (plan, error) {
+// copy, so the caller's buffer is not retained. With evict false a full
+// store refuses instead of evicting (loading from disk does not evict).
+func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 	if err := e.check(); err != nil {
 		return plan{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
@@ -180,6 +196,12 @@ func (x *index) planPut(e Entry, now time.Time) (plan, error) {
 			p.op = opDelete
 			return p, nil
 		}
+		if src := SourceAddr(e.IP); src != SourceAddr(old.ip) {
+			// The announcer moved: the new address's caps apply.
+			if err := x.checkSource(ks, e, src); err != nil {
+				return plan{}, err
+			}
+		}
 		p.op = opReplace
 		p.s = x.newSlot(e)
 		return p, nil
@@ -187,18 +209,51 @@ func (x *index) planPut(e Entry, now time.Time) (plan, error) {
 	if e.Withdrawn {
 		return plan{op: opNone}, nil // nothing to withdraw; not stored
 	}
-	if ks == nil && x.limits.Keys > 0 && len(x.keys) >= x.limits.Keys {
-		return plan{}, fmt.Errorf("%w: %d infohashes", ErrStoreFull, len(x.keys))
-	}
 	if ks != nil && x.limits.PeersPerKey > 0 && len(ks.slots) >= x.limits.PeersPerKey {
 		return plan{}, fmt.Errorf("%w: %d peers for %s", ErrKeyFull, len(ks.slots), e.Key)
 	}
 	if n := x.announcers[e.Announcer].keys; x.limits.KeysPerAnnouncer > 0 && int(n) >= x.limits.KeysPerAnnouncer {
 		return plan{}, fmt.Errorf("%w: %s holds records for %d infohashes", ErrAnnouncerFull, e.Announcer, n)
 	}
+	src := SourceAddr(e.IP)
+	if err := x.checkSource(ks, e, src); err != nil {
+		return plan{}, err
+	}
+	needKey := ks == nil && x.limits.Keys > 0 && len(x.keys) >= x.limits.Keys
+	needRecord := x.limits.Records > 0 && x.records >= x.limits.Records
+	if needKey || needRecord {
+		v, ok := x.victim(src, needKey)
+		if !evict || !ok {
+			if needKey {
+				return plan{}, fmt.Errorf("%w: %d infohashes", ErrStoreFull, len(x.keys))
+			}
+			return plan{}, fmt.Errorf("%w: %d records", ErrStoreFull, x.records)
+		}
+		p.evict, p.evicting = v, true
+	}
 	p.op = opInsert
 	p.s = x.newSlot(e)
 	return p, nil
+}
+
+// checkSource applies the per-address caps to e arriving from src, into
+// ks (nil for a new key). When e replaces the announcer's record from
+// another address, that record counts for its old address, not for src.
+func (x *index) checkSource(ks *keySet, e Entry, src netip.Addr) error {
+	if !src.IsValid() || x.limits.Exempts(e.IP) {
+		return nil
+	}
+	if l := x.limits.RecordsPerIP; l > 0 {
+		if n := x.count(src); n >= l {
+			return fmt.Errorf("%w: %s holds %d records", ErrIPFull, src, n)
+		}
+	}
+	if l := x.limits.PeersPerKeyPerIP; l > 0 && ks != nil {
+		if n := countInKey(ks, src); n >= l {
+			return fmt.Errorf("%w: %s holds %d peers for %s", ErrKeyIPFull, src, n, e.Key)
+		}
+	}
+	return nil
 }
 
 func (x *index) newSlot(e Entry) slot {
@@ -226,11 +281,23 @@ func (x *index) planRemove(k Key, a peer.ID) plan {
 func (x *index) apply(p plan) {
 	switch p.op {
 	case opInsert:
+		if p.evicting {
+			ks := p.evict.ks
+			x.delete(ks.key, ks.find(p.evict.announcer))
+			x.evicted++
+		}
 		x.insert(p.key, p.s)
 	case opReplace:
 		ks := x.keys[p.key]
 		p.s.announcer = ks.slots[p.i].announcer // keep sharing the interned ID
+		if SourceAddr(p.s.ip) == SourceAddr(ks.slots[p.i].ip) {
+			p.s.src = ks.slots[p.i].src
+			ks.slots[p.i] = p.s
+			return
+		}
+		x.unlink(ks, p.i)
 		ks.slots[p.i] = p.s
+		x.link(ks, p.i)
 	case opDelete:
 		x.delete(p.key, p.i)
 	}
@@ -240,7 +307,7 @@ func (x *index) apply(p plan) {
 func (x *index) insert(k Key, s slot) {
 	ks := x.keys[k]
 	if ks == nil {
-		ks = &keySet{}
+		ks = &keySet{key: k}
 		x.keys[k] = ks
 	}
 	// Intern the announcer ID: records from one announcer share one copy,
@@ -253,12 +320,14 @@ func (x *index) insert(k Key, s slot) {
 	x.announcers[a.id] = a
 	s.announcer = a.id
 	ks.add(s)
+	x.link(ks, len(ks.slots)-1)
 	x.records++
 }
 
 func (x *index) delete(k Key, i int) {
 	ks := x.keys[k]
 	a := ks.slots[i].announcer
+	x.unlink(ks, i)
 	ks.remove(i)
 	if len(ks.slots) == 0 {
 		delete(x.keys, k)
@@ -432,4 +501,6 @@ func (x *index) sweep(now time.Time) int {
 	return n
 }
 
-func (x *index) stats() Stats { return Stats{Keys: len(x.keys), Records: x.records} }
+func (x *index) stats() Stats {
+	return Stats{Keys: len(x.keys), Records: x.records, Evicted: x.evicted}
+}

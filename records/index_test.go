@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 	"unsafe"
@@ -96,5 +97,84 @@ func TestAnnouncerInterned(t *testing.T) {
 	}
 	if ptrs[0] != ptrs[1] || ptrs[1] != ptrs[2] {
 		t.Error("announcer ID stored more than once")
+	}
+}
+
+// TestSourceAccounting drives a small capped store through random puts,
+// replacements from moved addresses, removals, sweeps and evictions, and
+// checks after every step that the per-source records, the heap and the
+// slots agree.
+func TestSourceAccounting(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 4))
+	c := newClock()
+	s := NewMemory(Options{Now: c.Now, Seed: 1, Limits: Limits{Records: 40, Keys: 25, PeersPerKeyPerIP: 3, RecordsPerIP: 20}})
+	ids := identities(t, 12)
+	addrs := []netip.Addr{{}, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"),
+		netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("198.51.100.9")}
+	seq := uint64(0)
+	for step := range 3000 {
+		switch r := rng.IntN(20); {
+		case r < 14:
+			seq++
+			id := ids[rng.IntN(len(ids))]
+			e := seal(t, id, rec(testKey(t, rng.IntN(40)), seq, c.Now().Add(time.Duration(1+rng.IntN(60))*time.Minute)), addrs[rng.IntN(len(addrs))])
+			_ = s.Put(ctx, e)
+		case r < 18:
+			_ = s.Remove(ctx, testKey(t, rng.IntN(40)), ids[rng.IntN(len(ids))].id)
+		case r < 19:
+			c.Advance(time.Duration(rng.IntN(10)) * time.Minute)
+		default:
+			if _, err := s.Expire(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkSources(t, s.x, step)
+	}
+	if st := s.Stats(); st.Evicted == 0 {
+		t.Errorf("no evictions in the run: %+v", st)
+	}
+}
+
+func checkSources(t *testing.T, x *index, step int) {
+	t.Helper()
+	n := 0
+	for k, ks := range x.keys {
+		if ks.key != k {
+			t.Fatalf("step %d: key set of %s says %s", step, k, ks.key)
+		}
+		for i := range ks.slots {
+			sl := &ks.slots[i]
+			addr := SourceAddr(sl.ip)
+			if !addr.IsValid() {
+				if sl.src != -1 {
+					t.Fatalf("step %d: own record with src %d", step, sl.src)
+				}
+				continue
+			}
+			n++
+			so := x.sources[addr]
+			if so == nil || int(sl.src) >= len(so.refs) || so.refs[sl.src].ks != ks || so.refs[sl.src].announcer != sl.announcer {
+				t.Fatalf("step %d: slot %s/%s not at its source index %d", step, k, sl.announcer, sl.src)
+			}
+		}
+	}
+	total := 0
+	for addr, so := range x.sources {
+		if so.addr != addr || len(so.refs) == 0 || x.heap[so.pos] != so {
+			t.Fatalf("step %d: source %s inconsistent", step, addr)
+		}
+		total += len(so.refs)
+	}
+	if total != n || len(x.heap) != len(x.sources) {
+		t.Fatalf("step %d: %d refs, %d sourced slots, heap %d, sources %d", step, total, n, len(x.heap), len(x.sources))
+	}
+	for i := 1; i < len(x.heap); i++ {
+		if len(x.heap[(i-1)/2].refs) < len(x.heap[i].refs) {
+			t.Fatalf("step %d: heap order broken at %d", step, i)
+		}
+	}
+	if l := x.limits; x.records > l.Records || len(x.keys) > l.Keys {
+		t.Fatalf("step %d: %d records, %d keys over the caps", step, x.records, len(x.keys))
 	}
 }

@@ -34,7 +34,7 @@ func (m *Memory) Put(ctx context.Context, e Entry) error {
 	if m.x == nil {
 		return ErrClosed
 	}
-	p, err := m.x.planPut(e, now)
+	p, err := m.x.planPut(e, now, true)
 	if err != nil {
 		return err
 	}

@@ -116,7 +116,7 @@ func (s *Pebble) load(ctx context.Context) error {
 	for i, e := range decoded {
 		if !bad[i] {
 			// Expired, over a limit or too far ahead: not kept.
-			if p, err := s.x.planPut(e, now); err == nil && p.op == opInsert {
+			if p, err := s.x.planPut(e, now, false); err == nil && p.op == opInsert {
 				s.x.apply(p)
 				s.kept++
 				continue
@@ -153,7 +153,7 @@ func (s *Pebble) Put(ctx context.Context, e Entry) error {
 		s.mu.RUnlock()
 		return ErrClosed
 	}
-	p, err := s.x.planPut(e, now)
+	p, err := s.x.planPut(e, now, true)
 	s.mu.RUnlock()
 	if err != nil {
 		return err
@@ -168,6 +168,10 @@ func (s *Pebble) write(ctx context.Context, p plan, a peer.ID) error {
 	case opNone:
 		return nil
 	case opInsert, opReplace:
+		if p.evicting {
+			err = s.putEvicting(ctx, p, a)
+			break
+		}
 		err = s.ds.Put(ctx, dsKey(p.key, a), encodeValue([]byte(p.s.envelope), p.s.ip))
 	case opDelete:
 		err = s.ds.Delete(ctx, dsKey(p.key, a))
@@ -179,6 +183,22 @@ func (s *Pebble) write(ctx context.Context, p plan, a peer.ID) error {
 	s.x.apply(p)
 	s.mu.Unlock()
 	return nil
+}
+
+// putEvicting writes p's record and deletes the record it evicts in one
+// batch. The caller holds wmu, so the victim is still there.
+func (s *Pebble) putEvicting(ctx context.Context, p plan, a peer.ID) error {
+	b, err := s.ds.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	if err := b.Delete(ctx, dsKey(p.evict.ks.key, p.evict.announcer)); err != nil {
+		return err
+	}
+	if err := b.Put(ctx, dsKey(p.key, a), encodeValue([]byte(p.s.envelope), p.s.ip)); err != nil {
+		return err
+	}
+	return b.Commit(ctx)
 }
 
 // Get implements Store; it is served from memory.

@@ -3,6 +3,7 @@ package records
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -14,21 +15,106 @@ var (
 	ErrKeyFull       = errors.New("records: too many peers for this infohash")
 	ErrStoreFull     = errors.New("records: too many infohashes stored")
 	ErrAnnouncerFull = errors.New("records: too many infohashes from this announcer")
+	ErrIPFull        = errors.New("records: too many records from this address")
+	ErrKeyIPFull     = errors.New("records: too many peers for this infohash from this address")
 	ErrClosed        = errors.New("records: store closed")
 )
 
 // Limits are the store's caps. A zero field means no limit. Expired records
 // count until Expire deletes them, except that an announcer's expired record
 // is replaced by its next one whatever the seq.
+//
+// The per-entity caps (PeersPerKey, KeysPerAnnouncer and the per-address
+// ones) refuse a Put. The store-wide caps (Records, Keys) evict instead, so
+// a full store keeps taking fresh records and a flood displaces itself.
+//
+// Eviction policy. When a new record would exceed Records (or, for a new
+// infohash, Keys), the store deletes one record first:
+//  1. the victim source is the source address (see SourceAddr) holding the
+//     most records, the incoming record counted with its own source, which
+//     wins ties: a flooding address evicts its own records before anyone
+//     else's. Records this node announced itself (no IP) are never evicted.
+//  2. from the victim source, 8 of its records are sampled at random and the
+//     one expiring soonest is evicted (an expired one first). Under the Keys
+//     cap only a record that is its infohash's last one frees a place, so
+//     only those are chosen; up to 4 samples are tried.
+//  3. when no record qualifies, the Put is refused with ErrStoreFull.
+//
+// Evictions are counted in Stats.Evicted.
 type Limits struct {
 	PeersPerKey      int // records per infohash
-	Keys             int // infohashes in the store
+	Keys             int // infohashes in the store (evicts)
 	KeysPerAnnouncer int // infohashes one announcer may hold records for
+	// Records bounds the records stored, all infohashes together: the
+	// store's memory bound (evicts).
+	Records int
+	// PeersPerKeyPerIP bounds one source address's records for one
+	// infohash: clients behind one address share a swarm rarely.
+	PeersPerKeyPerIP int
+	// RecordsPerIP bounds one source address's records across all
+	// infohashes (its keys, counting a key once per record it holds there).
+	RecordsPerIP int
+	// Exempt lists addresses the per-address caps do not apply to (they
+	// still count, and may be evicted): loopback, private networks.
+	Exempt []netip.Prefix
 }
 
-// DefaultLimits suit a daemon on a home machine (about 200 MB at the caps).
+// DefaultLimits suit a daemon on a home machine: at the Records cap the
+// store takes about 200 MB of memory: ~400 B a record with its envelope
+// (see BenchmarkBytesPerRecord).
 func DefaultLimits() Limits {
-	return Limits{PeersPerKey: 2000, Keys: 100_000, KeysPerAnnouncer: 5000}
+	return Limits{
+		PeersPerKey:      2000,
+		Keys:             200_000,
+		KeysPerAnnouncer: 5000,
+		Records:          500_000,
+		PeersPerKeyPerIP: 8,
+		RecordsPerIP:     10_000,
+		Exempt:           DefaultExempt(),
+	}
+}
+
+// DefaultExempt are the addresses no Sybil from the internet can have:
+// loopback, the private and link-local ranges, and IPv6's discard-only
+// prefix 100::/64 (RFC 6666), which go-libp2p's mocknet gives its hosts.
+func DefaultExempt() []netip.Prefix {
+	return []netip.Prefix{
+		netip.MustParsePrefix("127.0.0.0/8"),
+		netip.MustParsePrefix("::1/128"),
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("172.16.0.0/12"),
+		netip.MustParsePrefix("192.168.0.0/16"),
+		netip.MustParsePrefix("169.254.0.0/16"),
+		netip.MustParsePrefix("fc00::/7"),
+		netip.MustParsePrefix("fe80::/10"),
+		netip.MustParsePrefix("100::/64"),
+	}
+}
+
+// Exempts reports whether ip is in one of l.Exempt.
+func (l Limits) Exempts(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range l.Exempt {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// SourceAddr is the unit the per-address caps and eviction count by: an
+// IPv4 address, or the /64 an IPv6 address is in (one host usually has a
+// whole /64). The zero Addr (a record of this node's own) stays zero.
+func SourceAddr(ip netip.Addr) netip.Addr {
+	if !ip.IsValid() {
+		return netip.Addr{}
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
 }
 
 // Options configure a store.
@@ -63,6 +149,8 @@ type Result struct {
 type Stats struct {
 	Keys    int
 	Records int
+	// Evicted counts records deleted by the eviction policy since open.
+	Evicted int64
 }
 
 // Store holds peer records for others. Implementations are safe for
@@ -70,8 +158,10 @@ type Stats struct {
 type Store interface {
 	// Put stores e, replacing the announcer's record for the key when e.Seq is
 	// higher (an identical envelope again is a no-op, not an error). A Withdrawn
-	// record deletes the announcer's record and is not stored. Errors:
-	// ErrExpired, ErrStale, ErrKeyFull, ErrStoreFull, ErrAnnouncerFull, ErrClosed.
+	// record deletes the announcer's record and is not stored. At the
+	// store-wide caps it evicts a record by the Limits policy. Errors:
+	// ErrExpired, ErrStale, ErrKeyFull, ErrStoreFull, ErrAnnouncerFull,
+	// ErrIPFull, ErrKeyIPFull, ErrClosed.
 	// Put does not verify e: its Record must be what Open returned for
 	// e.Envelope. With Options.MaxTTL set it may also return ErrTooFarAhead;
 	// an unfit Entry (zero key, no announcer or envelope, port 0) is

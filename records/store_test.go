@@ -260,8 +260,9 @@ func runStoreSuite(t *testing.T, open func(t *testing.T, opts Options) Store) {
 			fits   [][2]int // still accepted at the cap
 		}{
 			{"PeersPerKey", Limits{PeersPerKey: 2}, [][2]int{{0, 1}, {1, 1}}, [2]int{2, 1}, ErrKeyFull, [][2]int{{0, 1}, {2, 2}}},
-			{"Keys", Limits{Keys: 2}, [][2]int{{0, 1}, {0, 2}}, [2]int{0, 3}, ErrStoreFull, [][2]int{{1, 1}, {0, 2}}},
 			{"KeysPerAnnouncer", Limits{KeysPerAnnouncer: 2}, [][2]int{{0, 1}, {0, 2}}, [2]int{0, 3}, ErrAnnouncerFull, [][2]int{{1, 3}, {0, 1}}},
+			{"RecordsPerIP", Limits{RecordsPerIP: 2}, [][2]int{{0, 1}, {1, 2}}, [2]int{2, 3}, ErrIPFull, [][2]int{{0, 1}, {1, 2}}},
+			{"PeersPerKeyPerIP", Limits{PeersPerKeyPerIP: 2}, [][2]int{{0, 1}, {1, 1}}, [2]int{2, 1}, ErrKeyIPFull, [][2]int{{0, 1}, {2, 2}}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				s, _ := setup(t, tc.limits)
@@ -292,6 +293,95 @@ func runStoreSuite(t *testing.T, open func(t *testing.T, opts Options) Store) {
 				}
 				put(t, s, entry(tc.over))
 			})
+		}
+	})
+
+	t.Run("ExemptAddresses", func(t *testing.T) {
+		l := Limits{RecordsPerIP: 1, PeersPerKeyPerIP: 1, Exempt: []netip.Prefix{netip.PrefixFrom(testIP, 32)}}
+		s, _ := setup(t, l)
+		for i, k := range []Key{k1, k1, k2, k3} {
+			put(t, s, seal(t, ids[i], rec(k, 1, expire), testIP))
+		}
+		other := netip.MustParseAddr("198.51.100.1")
+		put(t, s, seal(t, ids[5], rec(k1, 1, expire), other))
+		if err := s.Put(ctx, seal(t, ids[6], rec(k2, 1, expire), other)); !errors.Is(err, ErrIPFull) {
+			t.Errorf("second record from a capped address = %v, want ErrIPFull", err)
+		}
+		// IPv6 addresses count by /64.
+		a1, a2 := netip.MustParseAddr("2001:db8:1:2::1"), netip.MustParseAddr("2001:db8:1:2:ffff::9")
+		put(t, s, seal(t, ids[7], rec(k1, 1, expire), a1))
+		if err := s.Put(ctx, seal(t, ids[8], rec(k2, 1, expire), a2)); !errors.Is(err, ErrIPFull) {
+			t.Errorf("record from the same /64 = %v, want ErrIPFull", err)
+		}
+	})
+
+	t.Run("Evict", func(t *testing.T) {
+		a := netip.MustParseAddr("192.0.2.1")
+		b := netip.MustParseAddr("198.51.100.1")
+		s, _ := setup(t, Limits{Records: 4})
+		// a holds three records expiring at +1h, +2h, +3h; b one.
+		for i := range 3 {
+			put(t, s, seal(t, ids[i], rec(testKey(t, 10+i), 1, t0.Add(time.Duration(i+1)*time.Hour)), a))
+		}
+		put(t, s, seal(t, ids[3], rec(k1, 1, expire), b))
+		// Full: b's next record evicts a's soonest-expiring one, not b's.
+		put(t, s, seal(t, ids[4], rec(k2, 1, expire), b))
+		if st := s.Stats(); st.Records != 4 || st.Evicted != 1 {
+			t.Fatalf("Stats = %+v, want 4 records, 1 evicted", st)
+		}
+		if res := get(t, s, testKey(t, 10), 1); len(res.Entries) != 0 {
+			t.Errorf("a's soonest-expiring record survived")
+		}
+		// a is now as heavy as b with its next record counted: it evicts
+		// its own.
+		put(t, s, seal(t, ids[5], rec(k3, 1, expire), a))
+		if res := get(t, s, testKey(t, 11), 1); len(res.Entries) != 0 {
+			t.Errorf("a's next soonest-expiring record survived")
+		}
+		for _, k := range []Key{k1, k2} {
+			if res := get(t, s, k, 1); len(res.Entries) != 1 {
+				t.Errorf("b's record for %s was evicted", k)
+			}
+		}
+		if st := s.Stats(); st.Records != 4 || st.Evicted != 2 {
+			t.Fatalf("Stats = %+v, want 4 records, 2 evicted", st)
+		}
+		checkInvariants(t, s, Limits{Records: 4})
+	})
+
+	t.Run("EvictNeverOwn", func(t *testing.T) {
+		a := netip.MustParseAddr("192.0.2.1")
+		s, _ := setup(t, Limits{Records: 2})
+		own := seal(t, ids[0], rec(k1, 1, t0.Add(time.Minute)), netip.Addr{})
+		put(t, s, own)
+		put(t, s, seal(t, ids[1], rec(k2, 1, expire), a))
+		put(t, s, seal(t, ids[0], rec(k2, 1, expire), netip.Addr{})) // evicts a's
+		if err := s.Put(ctx, seal(t, ids[0], rec(k3, 1, expire), netip.Addr{})); !errors.Is(err, ErrStoreFull) {
+			t.Errorf("Put with only our own records stored = %v, want ErrStoreFull", err)
+		}
+		if st := s.Stats(); st.Records != 2 || st.Evicted != 1 {
+			t.Errorf("Stats = %+v", st)
+		}
+	})
+
+	t.Run("EvictKeys", func(t *testing.T) {
+		a := netip.MustParseAddr("192.0.2.1")
+		b := netip.MustParseAddr("198.51.100.1")
+		s, _ := setup(t, Limits{Keys: 2})
+		put(t, s, seal(t, ids[0], rec(k1, 1, expire), a))
+		put(t, s, seal(t, ids[1], rec(k1, 1, expire), b))
+		put(t, s, seal(t, ids[1], rec(k2, 1, expire), b))
+		// a's only record shares its key: evicting it frees no key.
+		if err := s.Put(ctx, seal(t, ids[0], rec(k3, 1, expire), a)); !errors.Is(err, ErrStoreFull) {
+			t.Fatalf("Put of a new key = %v, want ErrStoreFull", err)
+		}
+		// b's record for k2 is its key's last: b's new key replaces it.
+		put(t, s, seal(t, ids[1], rec(k3, 1, expire), b))
+		if res := get(t, s, k2, 1); len(res.Entries) != 0 {
+			t.Error("k2 survived")
+		}
+		if st := s.Stats(); st.Keys != 2 || st.Records != 3 || st.Evicted != 1 {
+			t.Errorf("Stats = %+v", st)
 		}
 	})
 
