@@ -22,10 +22,10 @@
 //	             [info_hash 20 B][n 1 B][n × peer]; a peer is
 //	             [flags 1 B][IPv4 4 B][port 2 B], flag 0x01 NEG (dead)
 //	CANDIDATURE  flags (0x01 ACK), then mandates int32 (not in the ACK);
-//	             kadtracker appends its election rank, uint64 (XBT reads the
-//	             first four bytes only)
+//	             kadtracker appends its election rank, uint64, and campaign
+//	             epoch, uint32 (XBT reads the first four bytes only)
 //	LEADER       flags (0x01 ACK), then one or more info_hashes (not in the
-//	             ACK)
+//	             ACK); in Extended mode the sender's rank, uint64, first
 //
 // Extended mode (both ends set SYN EXT): an UPDATE peer may carry flag 0x02
 // (the address is IPv6, 16 bytes) and 0x04 (the peer is a seed). Plain mode
@@ -73,9 +73,9 @@ const (
 	PeerLen4 = 7
 	PeerLen6 = 19
 	// CandidatureLen is a CANDIDATURE with mandates; CandidatureRankLen
-	// adds kadtracker's rank.
+	// adds kadtracker's rank and campaign epoch.
 	CandidatureLen     = 23
-	CandidatureRankLen = 31
+	CandidatureRankLen = 35
 	// NoConnID is the connection_id of a first SYN.
 	NoConnID = ^uint64(0)
 )
@@ -249,7 +249,7 @@ func Parse(b []byte, m Mode) (Message, error) {
 	case ActionCandidature:
 		return ParseCandidature(b)
 	case ActionLeader:
-		return ParseLeader(b)
+		return ParseLeader(b, m)
 	default:
 		return nil, errf(ErrAction, "%d", uint32(a)) // unreachable: PeekHeader checks
 	}
@@ -568,10 +568,11 @@ type Candidature struct {
 	Header
 	Ack      bool
 	Mandates int32
-	// HasRank: kadtracker's election rank follows the mandates. XBT reads
-	// only the mandates and ignores the rest of the packet.
+	// HasRank: kadtracker's election rank and campaign epoch follow the
+	// mandates. XBT reads only the mandates and ignores the rest.
 	HasRank bool
 	Rank    uint64
+	Epoch   uint32
 }
 
 func (Candidature) Action() Action                     { return ActionCandidature }
@@ -579,7 +580,7 @@ func (m Candidature) Hdr() Header                      { return m.Header }
 func (m Candidature) AppendTo(b []byte, _ Mode) []byte { return AppendCandidature(b, m) }
 
 // ParseCandidature decodes a CANDIDATURE: 19 bytes for an ACK, else 23, or
-// 31 with a rank.
+// 35 with rank and epoch.
 func ParseCandidature(b []byte) (Candidature, error) {
 	h, f, err := flagsHeader(b, ActionCandidature, FlagAck)
 	if err != nil {
@@ -592,7 +593,7 @@ func ParseCandidature(b []byte) (Candidature, error) {
 		m.Mandates = int32(be.Uint32(b[19:]))
 	case !m.Ack && len(b) == CandidatureRankLen:
 		m.Mandates = int32(be.Uint32(b[19:]))
-		m.HasRank, m.Rank = true, be.Uint64(b[23:])
+		m.HasRank, m.Rank, m.Epoch = true, be.Uint64(b[23:]), be.Uint32(b[31:])
 	default:
 		return Candidature{}, errf(ErrLength, "CANDIDATURE (ack %v) of %d bytes", m.Ack, len(b))
 	}
@@ -607,37 +608,52 @@ func AppendCandidature(b []byte, m Candidature) []byte {
 	}
 	b = be.AppendUint32(append(b, 0), uint32(m.Mandates))
 	if m.HasRank {
-		b = be.AppendUint64(b, m.Rank)
+		b = be.AppendUint32(be.AppendUint64(b, m.Rank), m.Epoch)
 	}
 	return b
 }
 
 // Leader says the sender leads the listed swarms (for the kind of the link
-// it arrives on), or acknowledges such a notice (Ack: no body).
+// it arrives on), or acknowledges such a notice (Ack: no body). In Extended
+// mode a notice starts with the sender's election rank, so the receiver
+// can settle a conflict between two claimants the same way both of them do.
 type Leader struct {
 	Header
 	Ack        bool
+	HasRank    bool
+	Rank       uint64
 	Infohashes []Infohash
 }
 
-func (Leader) Action() Action                     { return ActionLeader }
-func (m Leader) Hdr() Header                      { return m.Header }
-func (m Leader) AppendTo(b []byte, _ Mode) []byte { return AppendLeader(b, m) }
+func (Leader) Action() Action                      { return ActionLeader }
+func (m Leader) Hdr() Header                       { return m.Header }
+func (m Leader) AppendTo(b []byte, md Mode) []byte { return AppendLeader(b, m, md) }
 
-// ParseLeader decodes a LEADER: 19 bytes for an ACK, else 19 + 20·n, n ≥ 1.
-// (XBT sends one info_hash and accepts any number.)
-func ParseLeader(b []byte) (Leader, error) {
+// ParseLeader decodes a LEADER in mode md: 19 bytes for an ACK, else
+// 19 + 20·n with n ≥ 1 (Plain; XBT sends one info_hash and accepts any
+// number), or 19 + 8 + 20·n (Extended: the rank first).
+func ParseLeader(b []byte, md Mode) (Leader, error) {
 	h, f, err := flagsHeader(b, ActionLeader, FlagAck)
 	if err != nil {
 		return Leader{}, err
 	}
 	m := Leader{Header: h, Ack: f&FlagAck != 0}
 	p := b[FlagsHeaderLen:]
-	switch {
-	case m.Ack && len(p) == 0:
+	if m.Ack {
+		if len(p) != 0 {
+			return Leader{}, errf(ErrLength, "LEADER ACK with %d payload bytes", len(p))
+		}
 		return m, nil
-	case m.Ack, len(p) == 0, len(p)%20 != 0:
-		return Leader{}, errf(ErrLength, "LEADER (ack %v) payload of %d bytes", m.Ack, len(p))
+	}
+	if md == Extended {
+		if len(p) < 8 {
+			return Leader{}, errf(ErrShort, "extended LEADER without a rank")
+		}
+		m.HasRank, m.Rank = true, be.Uint64(p)
+		p = p[8:]
+	}
+	if len(p) == 0 || len(p)%20 != 0 {
+		return Leader{}, errf(ErrLength, "LEADER payload of %d info_hash bytes", len(p))
 	}
 	m.Infohashes = make([]Infohash, 0, len(p)/20)
 	for ; len(p) >= 20; p = p[20:] {
@@ -646,13 +662,17 @@ func ParseLeader(b []byte) (Leader, error) {
 	return m, nil
 }
 
-// AppendLeader appends a LEADER.
-func AppendLeader(b []byte, m Leader) []byte {
+// AppendLeader appends a LEADER in mode md; the rank goes out in Extended
+// mode only.
+func AppendLeader(b []byte, m Leader, md Mode) []byte {
 	b = appendHeader(b, ActionLeader, m.Header)
 	if m.Ack {
 		return append(b, FlagAck)
 	}
 	b = append(b, 0)
+	if md == Extended {
+		b = be.AppendUint64(b, m.Rank)
+	}
 	for _, h := range m.Infohashes {
 		b = append(b, h[:]...)
 	}

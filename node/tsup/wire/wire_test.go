@@ -77,11 +77,14 @@ var golden = []struct {
 			{Addr: netip.MustParseAddrPort("127.0.0.1:6882"), Seed: true},
 		}}}}},
 	{"CANDIDATURE", hCand + "00 00000003", Plain, Candidature{Header: hdr, Mandates: 3}},
-	{"CANDIDATURE rank", hCand + "00 00000000 0123456789abcdef", Plain,
-		Candidature{Header: hdr, HasRank: true, Rank: 0x0123456789abcdef}},
+	{"CANDIDATURE rank", hCand + "00 00000000 0123456789abcdef 00000007", Plain,
+		Candidature{Header: hdr, HasRank: true, Rank: 0x0123456789abcdef, Epoch: 7}},
 	{"CANDIDATURE ACK", hCand + "01", Plain, Candidature{Header: hdr, Ack: true}},
 	{"LEADER", hLead + "00" + aa + bb, Plain, Leader{Header: hdr, Infohashes: []Infohash{ihA, ihB}}},
 	{"LEADER ACK", hLead + "01", Plain, Leader{Header: hdr, Ack: true}},
+	{"LEADER extended", hLead + "00 0123456789abcdef" + aa, Extended,
+		Leader{Header: hdr, HasRank: true, Rank: 0x0123456789abcdef, Infohashes: []Infohash{ihA}}},
+	{"LEADER ACK extended", hLead + "01", Extended, Leader{Header: hdr, Ack: true}},
 }
 
 func TestGolden(t *testing.T) {
@@ -137,11 +140,15 @@ func TestParseErrors(t *testing.T) {
 		{"UPDATE peer flag 8", hUpd + "00" + aa + "01" + "08 c0a80001 1ae1", Extended, ErrFlags},
 		{"CANDIDATURE short", hCand + "00 0000", Plain, ErrLength},
 		{"CANDIDATURE 27", hCand + "00 00000000 00000000", Plain, ErrLength},
+		{"CANDIDATURE 31", hCand + "00 00000000 0123456789abcdef", Plain, ErrLength},
 		{"CANDIDATURE ACK with body", hCand + "01 00000003", Plain, ErrLength},
 		{"CANDIDATURE flag 2", hCand + "02", Plain, ErrFlags},
 		{"LEADER empty", hLead + "00", Plain, ErrLength},
 		{"LEADER 30 bytes", hLead + "00" + aa + "0000000000000000000000", Plain, ErrLength},
 		{"LEADER ACK with hash", hLead + "01" + aa, Plain, ErrLength},
+		{"LEADER extended no rank", hLead + "00 0123", Extended, ErrShort},
+		{"LEADER extended rank only", hLead + "00 0123456789abcdef", Extended, ErrLength},
+		{"LEADER extended 28", hLead + "00 0123456789abcdef" + "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" + "00", Extended, ErrLength},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := Parse(unhex(t, tc.hex), tc.mode)
