@@ -142,7 +142,7 @@ func (c *Config) Validate() error {
 	if c.MandateInterval < c.DisconnectInterval+2*c.HelloInterval {
 		bad("MandateInterval %v is shorter than an election (%v)", c.MandateInterval, c.DisconnectInterval+2*c.HelloInterval)
 	}
-	if c.PeerTTL < 3*c.UpdateInterval {
+	if c.PeerTTL <= 0 || c.PeerTTL < 3*c.UpdateInterval {
 		bad("PeerTTL %v is below three UpdateIntervals (%v)", c.PeerTTL, 3*c.UpdateInterval)
 	}
 	if c.ExtendedPeers < 1 || c.ExtendedPeers > 10000 {

@@ -187,6 +187,9 @@ func (c *Core) onSynAck(l *link, m wire.Syn) error {
 	switch l.state {
 	case statePending, stateDisconnected:
 	case stateSynReceived:
+		if c.cfg.NoExtensions {
+			return ErrState // XBT drops it and waits for the SUMMARY
+		}
 		if m.Ext() && m.ConnID < l.cid {
 			l.peerKad = true
 			l.lastRecv = c.now

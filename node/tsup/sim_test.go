@@ -27,6 +27,8 @@ type simNet struct {
 	sent      map[string]int // by kind, see packetKind
 	bytes     int
 	dataBySrc map[netip.AddrPort]int
+	// observe, if set, sees every packet sent.
+	observe func(from netip.AddrPort, d Datagram)
 }
 
 type simNode struct {
@@ -117,6 +119,9 @@ func (n *simNet) collect(nd *simNode) {
 	for _, d := range nd.core.Ready() {
 		if len(d.Data) > wire.MaxPacket {
 			n.tb.Fatalf("%v sent a %d-byte packet", nd.addr, len(d.Data))
+		}
+		if n.observe != nil {
+			n.observe(nd.addr, d)
 		}
 		k := packetKind(d.Data)
 		n.sent[k]++
