@@ -50,9 +50,16 @@ type Stats struct {
 	Replication      int
 	DHTMode          string
 	Started          time.Time
+	Connections      int   // open libp2p connections
+	Evicted          int64 // records the store evicted since start
 	// Counters since start.
 	PutsReceived, PutsRejected, GetsReceived int64
 	Announces, Lookups, Republishes          int64
+	// PutsRejectedBy counts rejected PUTs by reason (the Reject* names);
+	// Refused counts requests and routing-table entries turned away by the
+	// limits (the Refused* names). Every name is present.
+	PutsRejectedBy map[string]int64
+	Refused        map[string]int64
 }
 
 // RoutingPeer is one routing table entry.

@@ -72,8 +72,13 @@ type Config struct {
 	MaxRecordTTL time.Duration
 	// RequestTimeout bounds one record-protocol request to one peer.
 	RequestTimeout time.Duration
-	// Limits cap the record store.
+	// Limits cap the record store. Limits.Exempt also exempts addresses
+	// from every per-address limit below (rates, routing-table diversity,
+	// storing-node diversity), and from libp2p's per-subnet connection
+	// limits on a host New builds.
 	Limits records.Limits
+	// Protect holds the limits against floods and Sybils.
+	Protect Protection
 
 	// Host, when set, is used instead of building one (netsim, mocknet tests).
 	// The node does not close it.
@@ -100,6 +105,7 @@ func DefaultConfig() Config {
 		MaxRecordTTL:      2 * time.Hour,
 		RequestTimeout:    10 * time.Second,
 		Limits:            records.DefaultLimits(),
+		Protect:           DefaultProtection(),
 	}
 }
 
@@ -126,6 +132,9 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("node: request timeout must be positive"))
+	}
+	if err := c.Protect.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	for _, p := range c.BootstrapPeers {
 		if p.ID == "" {

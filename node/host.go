@@ -4,12 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 )
 
 // identityFile holds the node's libp2p private key in DataDir.
@@ -55,16 +61,71 @@ func loadIdentity(dir string) (crypto.PrivKey, error) {
 
 // newHost builds the libp2p host: TCP and QUIC (libp2p's defaults), the
 // given identity, no port mapping and no relay service, so nothing is
-// announced or dialled that the user did not ask for.
+// announced or dialled that the user did not ask for; a resource manager
+// with explicit limits and a connection manager with watermarks
+// (Config.Protect).
 func newHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
+	p := cfg.Protect
+	cm, err := connmgr.NewConnManager(p.ConnsLow, p.ConnsHigh, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("node: connection manager: %w", err)
+	}
+	rm, err := newResourceManager(cfg)
+	if err != nil {
+		return nil, err
+	}
 	h, err := libp2p.New(
 		libp2p.Identity(key),
 		libp2p.ListenAddrs(cfg.ListenAddrs...),
 		libp2p.DisableRelay(),
 		libp2p.UserAgent("kadtracker"),
+		libp2p.ConnectionManager(cm),
+		libp2p.ResourceManager(rm),
 	)
 	if err != nil {
+		_ = rm.Close()
 		return nil, fmt.Errorf("node: libp2p host: %w", err)
 	}
 	return h, nil
+}
+
+// newResourceManager limits what libp2p may use: Protect.Memory and FDs
+// scale libp2p's defaults, then explicit caps on connections and on our
+// record protocol's streams (the node's own stream gate says the same for
+// hosts it did not build). Exempt addresses get no per-subnet connection
+// limit, as loopback has by default.
+func newResourceManager(cfg Config) (network.ResourceManager, error) {
+	p := cfg.Protect
+	scaling := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&scaling)
+	base := scaling.Scale(p.Memory, p.FDs)
+	limits := rcmgr.PartialLimitConfig{
+		System: rcmgr.ResourceLimits{
+			Conns:         rcmgr.LimitVal(p.MaxConns),
+			ConnsInbound:  rcmgr.LimitVal(p.MaxConns / 2),
+			ConnsOutbound: rcmgr.LimitVal(p.MaxConns),
+			Memory:        rcmgr.LimitVal64(p.Memory),
+			FD:            rcmgr.LimitVal(p.FDs),
+		},
+		Protocol: map[protocol.ID]rcmgr.ResourceLimits{
+			ProtocolID: {StreamsInbound: rcmgr.LimitVal(p.MaxStreams), Streams: rcmgr.LimitVal(2 * p.MaxStreams)},
+		},
+		ProtocolPeer: map[protocol.ID]rcmgr.ResourceLimits{
+			ProtocolID: {StreamsInbound: rcmgr.LimitVal(p.MaxStreamsPerPeer), Streams: rcmgr.LimitVal(2 * p.MaxStreamsPerPeer)},
+		},
+	}.Build(base)
+	var v4, v6 []rcmgr.NetworkPrefixLimit
+	for _, pfx := range cfg.Limits.Exempt {
+		l := rcmgr.NetworkPrefixLimit{Network: pfx.Masked(), ConnCount: math.MaxInt}
+		if pfx.Addr().Is4() {
+			v4 = append(v4, l)
+		} else {
+			v6 = append(v6, l)
+		}
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits), rcmgr.WithNetworkPrefixLimit(v4, v6))
+	if err != nil {
+		return nil, fmt.Errorf("node: resource manager: %w", err)
+	}
+	return rm, nil
 }

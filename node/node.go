@@ -61,6 +61,9 @@ type Node struct {
 	lastSeq   uint64
 
 	stats     counters
+	guard     *guard
+	refused   *tally // requests and routing-table entries turned away
+	rejected  *tally // PUTs refused, by reason
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -88,6 +91,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		now:       cfg.Clock,
 		store:     cfg.Store,
 		announced: make(map[records.Key]announcement),
+		refused:   newTally(refusalNames),
+		rejected:  newTally(rejectNames),
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -97,6 +102,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.now = time.Now
 	}
 	n.started = n.now()
+	n.guard = newGuard(cfg.Protect, cfg.Limits, n.now)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -152,13 +158,17 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			}
 		}
 	}
-	n.dht, err = dht.New(n.host,
+	opts := []dht.Option{
 		dht.ProtocolPrefix(kadPrefix),
 		dht.Mode(kadMode(cfg.DHTMode)),
 		dht.DisableProviders(),
 		dht.DisableValues(),
 		dht.BootstrapPeersFunc(n.bootstrapPeers),
-	)
+	}
+	if p := cfg.Protect; p.DiversityPerTable > 0 {
+		opts = append(opts, dht.RoutingTablePeerDiversityFilter(newRTDiversity(n, p.DiversityPerCpl, p.DiversityPerTable)))
+	}
+	n.dht, err = dht.New(n.host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("node: kad-dht: %w", err)
 	}
@@ -312,6 +322,10 @@ func (n *Node) Stats() Stats {
 		Replication:      n.cfg.Replication,
 		DHTMode:          mode,
 		Started:          n.started,
+		Connections:      len(n.host.Network().Conns()),
+		Evicted:          st.Evicted,
+		PutsRejectedBy:   n.rejected.snapshot(),
+		Refused:          n.refused.snapshot(),
 		PutsReceived:     n.stats.putsReceived.Load(),
 		PutsRejected:     n.stats.putsRejected.Load(),
 		GetsReceived:     n.stats.getsReceived.Load(),

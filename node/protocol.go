@@ -43,8 +43,18 @@ func (n *Node) handleStream(s network.Stream) {
 	remote := s.Conn().RemotePeer()
 	remoteIP, _ := addrIP(s.Conn().RemoteMultiaddr())
 	localIP, _ := addrIP(s.Conn().LocalMultiaddr())
-	r := pbio.NewDelimitedReader(s, MaxRequestSize)
 	w := pbio.NewDelimitedWriter(s)
+	if why := n.guard.gate.enter(remote); why != "" {
+		// Answer without reading: the request is not worth the bytes.
+		n.refuse(why, remote, remoteIP)
+		_ = s.SetDeadline(time.Now().Add(n.cfg.RequestTimeout))
+		if w.WriteMsg(failure(pb.Status_BUSY, errBusy)) != nil {
+			_ = s.Reset()
+		}
+		return
+	}
+	defer n.guard.gate.leave(remote)
+	r := pbio.NewDelimitedReader(s, MaxRequestSize)
 	for range maxRequestsPerStream {
 		_ = s.SetDeadline(time.Now().Add(n.cfg.RequestTimeout))
 		var req pb.Request
@@ -52,7 +62,7 @@ func (n *Node) handleStream(s network.Stream) {
 			if errors.Is(err, io.EOF) {
 				return
 			}
-			n.log.Debug("record request unreadable", "peer", remote, "err", err)
+			n.refuse(RefusedBadRequest, remote, remoteIP, "err", err)
 			// Say why before hanging up, when the stream still allows it.
 			var why error
 			switch {
@@ -66,6 +76,13 @@ func (n *Node) handleStream(s network.Stream) {
 			}
 			return // the deferred Close lets the reason reach the peer
 		}
+		if why := n.guard.allow(remote, remoteIP); why != "" {
+			n.refuse(why, remote, remoteIP)
+			if w.WriteMsg(failure(pb.Status_BUSY, errBusy)) != nil {
+				_ = s.Reset()
+			}
+			return // a peer over its rate gets no more of this stream
+		}
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
 		resp := n.serve(ctx, remote, remoteIP, localIP, &req)
 		cancel()
@@ -75,6 +92,15 @@ func (n *Node) handleStream(s network.Stream) {
 			return
 		}
 	}
+}
+
+// errBusy is the reason a BUSY response gives.
+var errBusy = errors.New("node: busy: too many requests, try later or another node")
+
+// refuse counts a refusal and logs it at Debug.
+func (n *Node) refuse(why string, remote peer.ID, ip netip.Addr, args ...any) {
+	n.refused.add(why)
+	n.log.Debug("refused", append([]any{"reason", why, "peer", remote, "ip", ip}, args...)...)
 }
 
 // serve answers one request from remote, seen at remoteIP on our localIP.
@@ -87,16 +113,18 @@ func (n *Node) serve(ctx context.Context, remote peer.ID, remoteIP, localIP neti
 	case *pb.Request_Ping:
 		return &pb.Response{Nonce: body.Ping.GetNonce()}
 	default:
+		n.refused.add(RefusedBadRequest)
 		return failure(pb.Status_BAD_REQUEST, errors.New("node: unknown request"))
 	}
 }
 
 func (n *Node) servePut(ctx context.Context, remote peer.ID, remoteIP netip.Addr, put *pb.Put) *pb.Response {
 	n.stats.putsReceived.Add(1)
-	resp := n.acceptPut(ctx, remote, remoteIP, put.GetEnvelope())
+	resp, why := n.acceptPut(ctx, remote, remoteIP, put.GetEnvelope())
 	if resp.Status != pb.Status_OK {
 		n.stats.putsRejected.Add(1)
-		n.log.Debug("PUT rejected", "peer", remote, "status", resp.Status, "err", resp.Error)
+		n.rejected.add(why)
+		n.log.Debug("PUT rejected", "peer", remote, "ip", remoteIP, "reason", why, "status", resp.Status, "err", resp.Error)
 	}
 	return resp
 }
@@ -104,31 +132,34 @@ func (n *Node) servePut(ctx context.Context, remote peer.ID, remoteIP netip.Addr
 // acceptPut verifies and stores a record. The endpoint IP is the one the
 // record arrived from, never one the record names, so nobody can make the DHT
 // point at a third party.
-func (n *Node) acceptPut(ctx context.Context, remote peer.ID, remoteIP netip.Addr, envelope []byte) *pb.Response {
+// The second result names the reason of a refusal (see rejectReason).
+func (n *Node) acceptPut(ctx context.Context, remote peer.ID, remoteIP netip.Addr, envelope []byte) (*pb.Response, string) {
 	if !remoteIP.IsValid() {
-		return failure(pb.Status_REJECTED, errors.New("node: connection has no IP address"))
+		return failure(pb.Status_REJECTED, errors.New("node: connection has no IP address")), RejectNoIP
 	}
 	rec, err := records.Open(envelope)
 	if err != nil {
-		return failure(pb.Status_REJECTED, err)
+		return failure(pb.Status_REJECTED, err), rejectReason(err)
 	}
 	if rec.Announcer != remote {
-		return failure(pb.Status_REJECTED, fmt.Errorf("%w: record of %s sent by %s", records.ErrWrongAnnouncer, rec.Announcer, remote))
+		err := fmt.Errorf("%w: record of %s sent by %s", records.ErrWrongAnnouncer, rec.Announcer, remote)
+		return failure(pb.Status_REJECTED, err), rejectReason(err)
 	}
 	if err := rec.Validate(n.now(), n.cfg.MaxRecordTTL); err != nil {
-		return failure(pb.Status_REJECTED, err)
+		return failure(pb.Status_REJECTED, err), rejectReason(err)
 	}
 	err = n.store.Put(ctx, records.Entry{Record: rec, IP: remoteIP.Unmap(), Envelope: envelope})
 	switch {
 	case err == nil:
-		return &pb.Response{}
-	case errors.Is(err, records.ErrKeyFull), errors.Is(err, records.ErrStoreFull), errors.Is(err, records.ErrAnnouncerFull):
-		return failure(pb.Status_FULL, err)
+		return &pb.Response{}, ""
+	case errors.Is(err, records.ErrKeyFull), errors.Is(err, records.ErrStoreFull), errors.Is(err, records.ErrAnnouncerFull),
+		errors.Is(err, records.ErrIPFull), errors.Is(err, records.ErrKeyIPFull):
+		return failure(pb.Status_FULL, err), rejectReason(err)
 	case errors.Is(err, records.ErrStale), errors.Is(err, records.ErrExpired):
-		return failure(pb.Status_REJECTED, err)
+		return failure(pb.Status_REJECTED, err), rejectReason(err)
 	default:
 		n.log.Warn("record store failed", "err", err)
-		return failure(pb.Status_INTERNAL, errors.New("node: store failed"))
+		return failure(pb.Status_INTERNAL, errors.New("node: store failed")), RejectInternal
 	}
 }
 

@@ -170,7 +170,28 @@ func (n *Node) closest(ctx context.Context, key records.Key) ([]peer.ID, walkSta
 	if n.serving() {
 		peers = append(peers, n.host.ID())
 	}
-	return kb.SortClosestPeers(peers, kb.ConvertKey(key.DHTKey())), stats, nil
+	target := kb.ConvertKey(key.DHTKey())
+	sorted, dropped := n.diverse(kb.SortClosestPeers(peers, target))
+	if dropped > 0 {
+		// Peers of one IP group crowded the walk's answer: the routing
+		// table, which the diversity filter guards, knows honest nodes
+		// near the key that the crowd may have pushed out.
+		seen := make(map[peer.ID]struct{}, len(peers))
+		for _, p := range peers {
+			seen[p] = struct{}{}
+		}
+		for _, p := range n.dht.RoutingTable().NearestPeers(target, 2*n.cfg.Replication) {
+			if _, ok := seen[p]; !ok {
+				peers = append(peers, p)
+			}
+		}
+		sorted, dropped = n.diverse(kb.SortClosestPeers(peers, target))
+		n.log.Debug("refused", "reason", RefusedTargetIP, "key", key, "peers", dropped)
+		for range dropped {
+			n.refused.add(RefusedTargetIP)
+		}
+	}
+	return sorted, stats, nil
 }
 
 // walkStats describe one DHT walk.

@@ -32,6 +32,7 @@ const (
 	Status_REJECTED    Status = 2 // record invalid: signature, announcer, expiry, stale
 	Status_FULL        Status = 3 // a store cap was hit
 	Status_INTERNAL    Status = 4 // the storing node failed
+	Status_BUSY        Status = 5 // rate limited, or too many requests at once: ask again later or ask another node
 )
 
 // Enum value maps for Status.
@@ -42,6 +43,7 @@ var (
 		2: "REJECTED",
 		3: "FULL",
 		4: "INTERNAL",
+		5: "BUSY",
 	}
 	Status_value = map[string]int32{
 		"OK":          0,
@@ -49,6 +51,7 @@ var (
 		"REJECTED":    2,
 		"FULL":        3,
 		"INTERNAL":    4,
+		"BUSY":        5,
 	}
 )
 
@@ -496,13 +499,14 @@ const file_wire_proto_rawDesc = "" +
 	"\x05nonce\x18\a \x01(\x04R\x05nonce\"3\n" +
 	"\x05Entry\x12\x1a\n" +
 	"\benvelope\x18\x01 \x01(\fR\benvelope\x12\x0e\n" +
-	"\x02ip\x18\x02 \x01(\fR\x02ip*G\n" +
+	"\x02ip\x18\x02 \x01(\fR\x02ip*Q\n" +
 	"\x06Status\x12\x06\n" +
 	"\x02OK\x10\x00\x12\x0f\n" +
 	"\vBAD_REQUEST\x10\x01\x12\f\n" +
 	"\bREJECTED\x10\x02\x12\b\n" +
 	"\x04FULL\x10\x03\x12\f\n" +
-	"\bINTERNAL\x10\x04B3Z1github.com/kadtracker/kadtracker/node/internal/pbb\x06proto3"
+	"\bINTERNAL\x10\x04\x12\b\n" +
+	"\x04BUSY\x10\x05B3Z1github.com/kadtracker/kadtracker/node/internal/pbb\x06proto3"
 
 var (
 	file_wire_proto_rawDescOnce sync.Once
