@@ -217,14 +217,12 @@ func (c *Core) elect(frozen int32) {
 				}
 			}
 			if !others {
-				s.expect[k] = leaderNone
 				if s.leader[k] == leaderSelf {
 					s.leader[k] = leaderNone
 				}
 				continue
 			}
 			w := choose(cands, s.leader[k], s.ih)
-			s.expect[k] = w
 			switch {
 			case w == leaderSelf:
 				s.leader[k] = leaderSelf
@@ -392,7 +390,8 @@ func (c *Core) onLeader(l *link, m wire.Leader) error {
 		return nil
 	}
 	for _, ih := range m.Infohashes {
-		if s := c.swarms[ih]; s != nil && s.member(l.idx) {
+		if s := c.swarms[ih]; s != nil {
+			c.unify(s, l) // a leader of s has s
 			c.claim(s, l, m.HasRank)
 		}
 	}

@@ -32,9 +32,10 @@ type simNet struct {
 }
 
 type simNode struct {
-	addr  netip.AddrPort
-	core  *Core
-	alive bool
+	addr     netip.AddrPort
+	core     *Core
+	alive    bool
+	deadline time.Time // core.NextDeadline() after the last call into it
 }
 
 type inflight struct {
@@ -115,7 +116,9 @@ func packetKind(b []byte) string {
 	}
 }
 
+// collect takes nd's output after any call into its core.
 func (n *simNet) collect(nd *simNode) {
+	nd.deadline = nd.core.NextDeadline()
 	for _, d := range nd.core.Ready() {
 		if len(d.Data) > wire.MaxPacket {
 			n.tb.Fatalf("%v sent a %d-byte packet", nd.addr, len(d.Data))
@@ -146,8 +149,8 @@ func (n *simNet) run(until time.Time) {
 			next = n.q[0].at
 		}
 		for _, nd := range n.nodes {
-			if d := nd.core.NextDeadline(); nd.alive && d.Before(next) {
-				next = d
+			if nd.alive && nd.deadline.Before(next) {
+				next = nd.deadline
 			}
 		}
 		if next.Before(n.now) {
@@ -162,7 +165,7 @@ func (n *simNet) run(until time.Time) {
 			}
 		}
 		for _, nd := range n.nodes {
-			if nd.alive && !nd.core.NextDeadline().After(n.now) {
+			if nd.alive && !nd.deadline.After(n.now) {
 				nd.core.Tick(n.now)
 				n.collect(nd)
 			}

@@ -123,7 +123,6 @@ type swarm struct {
 	remote  omap[remotePeer]
 	members []uint64 // bit set of link indices that share it
 	leader  [2]int   // per kind: leaderNone, leaderSelf or a link
-	expect  [2]int   // the winner of the last election, awaiting its claim
 }
 
 func (s *swarm) member(i int) bool { return s.members[i/64]&(1<<(i%64)) != 0 }
@@ -134,7 +133,6 @@ func (c *Core) newSwarm(ih Infohash) *swarm {
 		pos:     len(c.list),
 		members: make([]uint64, (len(c.links)+63)/64),
 		leader:  [2]int{leaderNone, leaderNone},
-		expect:  [2]int{leaderNone, leaderNone},
 	}
 	c.swarms[ih] = s
 	c.list = append(c.list, s)
