@@ -396,3 +396,94 @@ func leadersOf(nodes []*simNode, ih Infohash) (map[netip.AddrPort]string, string
 	testIH = ih
 	return leaders(nodes, ih)
 }
+
+// Two border trackers over a plain link (as toward an XBT border tracker):
+// neither lists its swarms, so each first sends the other an empty block
+// for a swarm it has not named (XBT misreads peers in a block for a swarm
+// it lacks), and peers follow once the other names it back.
+func TestPlainBorderPair(t *testing.T) {
+	net := newSimNet(t, 13, 0)
+	x, y := trackerAddr(0), trackerAddr(1)
+	far := func(i int) Link { return Link{Addr: trackerAddr(10 + i), External: true} }
+	cx, cy := simConfig(0), simConfig(1)
+	cx.NoExtensions = true
+	cx.Links = []Link{{Addr: y}, far(0)}
+	cy.Links = []Link{{Addr: x}, far(1)}
+	nx, ny := net.add(x, cx), net.add(y, cy)
+	S, T := Infohash{'S'}, Infohash{'T'}
+	first := map[Infohash]int{}
+	net.observe = func(from netip.AddrPort, d Datagram) {
+		if from != y || d.To != x {
+			return
+		}
+		m, err := wire.Parse(d.Data, wire.Plain)
+		if err != nil {
+			t.Fatalf("y sent x an unparsable packet: %v", err)
+		}
+		if u, ok := m.(wire.Update); ok {
+			for _, b := range u.Blocks {
+				if _, seen := first[b.Infohash]; !seen {
+					first[b.Infohash] = len(b.Peers)
+				}
+			}
+		}
+	}
+	ny.core.SetOwn(net.now, S, clientPeers(0, 2))
+	nx.core.SetOwn(net.now, T, clientPeers(1, 2))
+	net.collect(nx)
+	net.collect(ny)
+	net.runFor(3 * time.Minute)
+	if got := len(nx.core.Peers(S)); got != 2 {
+		t.Fatalf("x knows %d peers of S", got)
+	}
+	if got := len(ny.core.Peers(T)); got != 2 {
+		t.Fatalf("y knows %d peers of T", got)
+	}
+	if n, ok := first[S]; !ok || n != 0 {
+		t.Fatalf("y's first block of S to x had %d peers (sent %v)", n, ok)
+	}
+}
+
+// A swarm that goes is announced: its peers turn dead at once (NEG), and
+// after the linger a one-entry SUMMARY removes it; a new one is announced
+// at once.
+func TestSwarmComesAndGoes(t *testing.T) {
+	net, a, b := pair(t, 14, 0, nil)
+	a.core.SetOwn(net.now, testIH, clientPeers(0, 2))
+	b.core.SetOwn(net.now, testIH, clientPeers(1, 2))
+	net.collect(a)
+	net.collect(b)
+	net.runFor(time.Minute)
+	trackers := func(nd *simNode, ih Infohash) int {
+		for _, s := range nd.core.Swarms() {
+			if s.Infohash == ih {
+				return s.Trackers
+			}
+		}
+		return -1
+	}
+	if len(b.core.Peers(testIH)) != 4 || trackers(b, testIH) != 1 {
+		t.Fatal("no convergence")
+	}
+	net.resetCounters()
+	a.core.SetOwn(net.now, testIH, nil)
+	net.collect(a)
+	if _, ok := net.runUntil(2*time.Minute, time.Second, func() bool { return len(b.core.Peers(testIH)) == 2 }); !ok {
+		t.Fatalf("a's stopped peers still live at b: %v", b.core.Peers(testIH))
+	}
+	if _, ok := net.runUntil(3*time.Minute, time.Second, func() bool { return trackers(b, testIH) == 0 }); !ok {
+		t.Fatal("a's swarm never went at b")
+	}
+	if a.core.Peers(testIH) != nil || net.sent["SUMMARY"] != 1 {
+		t.Fatalf("a still has the swarm, or sent %d SUMMARYs", net.sent["SUMMARY"])
+	}
+	other := Infohash{0x77}
+	a.core.SetOwn(net.now, other, clientPeers(2, 1))
+	b.core.SetOwn(net.now, other, clientPeers(3, 1))
+	net.collect(a)
+	net.collect(b)
+	net.runFor(time.Second)
+	if trackers(a, other) != 1 || trackers(b, other) != 1 || len(b.core.Peers(other)) != 2 {
+		t.Fatal("a new swarm was not unified within a second")
+	}
+}

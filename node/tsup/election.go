@@ -391,7 +391,8 @@ func (c *Core) onLeader(l *link, m wire.Leader) error {
 	}
 	for _, ih := range m.Infohashes {
 		if s := c.swarms[ih]; s != nil {
-			c.unify(s, l) // a leader of s has s
+			c.named(s, l) // a leader of s has s
+			s.heard = c.now
 			c.claim(s, l, m.HasRank)
 		}
 	}

@@ -122,17 +122,27 @@ type swarm struct {
 	own     omap[ownPeer]
 	remote  omap[remotePeer]
 	members []uint64 // bit set of link indices that share it
-	leader  [2]int   // per kind: leaderNone, leaderSelf or a link
+	// named: members that named it themselves (SUMMARY entry, UPDATE
+	// block, LEADER), as opposed to border trackers, members of all.
+	named  []uint64
+	leader [2]int // per kind: leaderNone, leaderSelf or a link
+	// heard is when a neighbour last named it with content (a SUMMARY
+	// entry, live peers, a LEADER claim): a border tracker keeps a swarm
+	// it has no clients of for PeerTTL after that.
+	heard time.Time
 }
 
-func (s *swarm) member(i int) bool { return s.members[i/64]&(1<<(i%64)) != 0 }
+func (s *swarm) member(i int) bool  { return s.members[i/64]&(1<<(i%64)) != 0 }
+func (s *swarm) isNamed(i int) bool { return s.named[i/64]&(1<<(i%64)) != 0 }
 
 func (c *Core) newSwarm(ih Infohash) *swarm {
 	s := &swarm{
 		ih:      ih,
 		pos:     len(c.list),
 		members: make([]uint64, (len(c.links)+63)/64),
+		named:   make([]uint64, (len(c.links)+63)/64),
 		leader:  [2]int{leaderNone, leaderNone},
+		heard:   c.now,
 	}
 	c.swarms[ih] = s
 	c.list = append(c.list, s)
@@ -183,12 +193,19 @@ func (c *Core) unify(s *swarm, l *link) {
 	}
 }
 
+// named makes l a member of s that named s itself.
+func (c *Core) named(s *swarm, l *link) {
+	c.unify(s, l)
+	s.named[l.idx/64] |= 1 << (l.idx % 64)
+}
+
 // part ends l's membership of s; s loses l as its leader.
 func (c *Core) part(s *swarm, l *link) {
 	if !s.member(l.idx) {
 		return
 	}
 	s.members[l.idx/64] &^= 1 << (l.idx % 64)
+	s.named[l.idx/64] &^= 1 << (l.idx % 64)
 	l.shared--
 	if s.leader[l.kind] == l.idx {
 		s.leader[l.kind] = leaderNone
@@ -335,7 +352,8 @@ func (c *Core) onSummary(l *link, m wire.Summary) error {
 			s = c.newSwarm(e.Infohash)
 		}
 		if s != nil {
-			c.unify(s, l)
+			c.named(s, l)
+			s.heard = c.now
 		}
 	}
 	l.sumIn, l.sumInTx, l.sumInAt = true, m.TxID, c.now
@@ -432,18 +450,23 @@ func (c *Core) onUpdate(l *link, m wire.Update) error {
 }
 
 // apply takes in the peers of an UPDATE from l. A block makes l a member
-// of its swarm; a border tracker creates a swarm it hears of with live
-// peers. Remote peers never override own ones.
+// of its swarm; a border tracker creates a swarm it hears of: from a block
+// with live peers, or from any block over a link without the extensions
+// (an empty block is how a border tracker toward XBT names a swarm).
+// Remote peers never override own ones.
 func (c *Core) apply(l *link, blocks []wire.Block) {
 	for _, b := range blocks {
 		s := c.swarms[b.Infohash]
 		if s == nil {
-			if !c.border() || !anyLive(b.Peers) || len(c.list) >= c.cfg.MaxSwarms {
+			if !c.border() || (l.ext() && !anyLive(b.Peers)) || len(c.list) >= c.cfg.MaxSwarms {
 				continue
 			}
 			s = c.newSwarm(b.Infohash)
 		}
-		c.unify(s, l)
+		c.named(s, l)
+		if anyLive(b.Peers) {
+			s.heard = c.now
+		}
 		for _, p := range b.Peers {
 			a := netip.AddrPortFrom(p.Addr.Addr().Unmap(), p.Addr.Port())
 			if !validPeer(a) {
@@ -538,6 +561,12 @@ func (c *Core) blocksFor(l *link, unifying bool) []wire.Block {
 			cands = cands[:limit]
 		}
 		c.scratch = cands
+		if !l.ext() && !s.isNamed(l.idx) {
+			// A border neighbour that may be XBT and has not named s: XBT
+			// misreads the peers of a block for a swarm it lacks, but
+			// creates the swarm from an empty block and names it back.
+			cands = cands[:0]
+		}
 		ps := append([]wire.Peer(nil), cands...)
 		for len(ps) > wire.SendBlockPeers {
 			blocks = append(blocks, wire.Block{Infohash: s.ih, Peers: ps[:wire.SendBlockPeers:wire.SendBlockPeers]})
@@ -587,7 +616,8 @@ func (c *Core) round() {
 
 // gc expires peers and swarms: remote peers silent for PeerTTL turn dead,
 // dead peers are forgotten after the linger, a swarm with no own peers
-// left goes (a border tracker keeps it while it has peers or members).
+// left goes (a border tracker keeps it while it has peers or members other
+// than border trackers, and for PeerTTL after it was last named).
 func (c *Core) gc() {
 	now := c.now
 	for i := len(c.list) - 1; i >= 0; i-- {
@@ -620,7 +650,7 @@ func (c *Core) gc() {
 				continue
 			}
 		}
-		if !s.local && s.remote.len() == 0 && !c.hasPlainMember(s) {
+		if !s.local && s.remote.len() == 0 && !c.hasPlainMember(s) && now.Sub(s.heard) > c.cfg.PeerTTL {
 			c.removeSwarm(s, false)
 		}
 	}
