@@ -102,6 +102,15 @@ type daemon struct {
 // test ends (SIGTERM, then SIGKILL after daemonStopTimeout).
 func startDaemon(t testing.TB, args ...string) *daemon {
 	t.Helper()
+	return startDaemonIn(t, nil, args...)
+}
+
+// startDaemonIn is startDaemon with the daemon's command line prefixed by
+// wrap, such as {"ip", "netns", "exec", NAME} to run it in a network
+// namespace; nil runs it directly. The CLI still reaches it from here: its
+// socket is a path, which network namespaces do not separate.
+func startDaemonIn(t testing.TB, wrap []string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{
 		bin:    buildBinary(t),
 		logs:   &syncBuffer{},
@@ -127,8 +136,11 @@ func startDaemon(t testing.TB, args ...string) *daemon {
 	if flagValue(args, "log-level") == "" {
 		defaults = append(defaults, "--log-level", "debug")
 	}
-	d.cmd = exec.Command(d.bin, append(append([]string{"run"}, defaults...), args...)...)
+	argv := append(append(append(append([]string{}, wrap...), d.bin, "run"), defaults...), args...)
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Env = cleanEnv()
+	// Dies with the test process even when no cleanup runs (a test timeout).
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
