@@ -54,6 +54,11 @@ type Config struct {
 	// for this long; the link then reconnects with SYNs. At least two
 	// HelloIntervals.
 	DisconnectInterval time.Duration
+	// PlainDisconnectInterval replaces DisconnectInterval on links without
+	// the extensions, which may be XBT: its default hello interval is 60 s
+	// on one timer for all links, so it can be silent for over a minute.
+	// The default is XBT's own disconnect interval.
+	PlainDisconnectInterval time.Duration
 	// RetryTimes is the number of SYNs, one per HelloInterval, a dropped
 	// or new link sends before it falls back to one SYN per
 	// ReconnectInterval.
@@ -104,19 +109,20 @@ type Config struct {
 // 10 s hello and 30 s update intervals.
 func DefaultConfig() Config {
 	return Config{
-		HelloInterval:      10 * time.Second,
-		UpdateInterval:     30 * time.Second,
-		DisconnectInterval: 30 * time.Second,
-		RetryTimes:         5,
-		ReconnectInterval:  2 * time.Minute,
-		MandateInterval:    time.Hour,
-		PeerTTL:            5 * time.Minute,
-		ExtendedPeers:      200,
-		MaxSwarms:          10000,
-		MaxPeersPerSwarm:   1000,
-		MACWindow:          2 * time.Minute,
-		Clock:              time.Now,
-		Logger:             slog.New(slog.DiscardHandler),
+		HelloInterval:           10 * time.Second,
+		UpdateInterval:          30 * time.Second,
+		DisconnectInterval:      30 * time.Second,
+		PlainDisconnectInterval: 4 * time.Minute,
+		RetryTimes:              5,
+		ReconnectInterval:       2 * time.Minute,
+		MandateInterval:         time.Hour,
+		PeerTTL:                 5 * time.Minute,
+		ExtendedPeers:           200,
+		MaxSwarms:               10000,
+		MaxPeersPerSwarm:        1000,
+		MACWindow:               2 * time.Minute,
+		Clock:                   time.Now,
+		Logger:                  slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -132,6 +138,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DisconnectInterval < 2*c.HelloInterval {
 		bad("DisconnectInterval %v is below two HelloIntervals (%v)", c.DisconnectInterval, 2*c.HelloInterval)
+	}
+	if c.PlainDisconnectInterval < c.DisconnectInterval {
+		bad("PlainDisconnectInterval %v is below DisconnectInterval %v", c.PlainDisconnectInterval, c.DisconnectInterval)
 	}
 	if c.RetryTimes < 1 {
 		bad("RetryTimes %d is below 1", c.RetryTimes)

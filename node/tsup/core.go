@@ -216,7 +216,7 @@ func (c *Core) NextDeadline() time.Time {
 	for _, l := range c.links {
 		earlier(l.nextTick)
 		if l.up() {
-			earlier(l.lastRecv.Add(c.cfg.DisconnectInterval + time.Nanosecond))
+			earlier(l.lastRecv.Add(c.disconnect(l) + time.Nanosecond))
 		}
 	}
 	if c.camp != nil {

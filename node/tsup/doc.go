@@ -111,7 +111,8 @@
 //     block, from which an XBT border tracker creates the swarm. Unknown
 //     blocks it receives are skipped.
 //   - Timers: the paper's 10 s hello and 30 s update (XBT 60 s and 300 s),
-//     30 s disconnect (240 s), 2 min reconnect (900 s).
+//     30 s disconnect (240 s; links without the extensions, maybe XBT with
+//     its 60 s hello, keep XBT's 240 s), 2 min reconnect (900 s).
 //
 // # Extensions
 //

@@ -126,6 +126,14 @@ func (l *link) mode() wire.Mode {
 	return wire.Plain
 }
 
+// disconnect is how long l may stay silent.
+func (c *Core) disconnect(l *link) time.Duration {
+	if l.ext() {
+		return c.cfg.DisconnectInterval
+	}
+	return c.cfg.PlainDisconnectInterval
+}
+
 // up reports a link that counts as alive: connected or answering a SYN.
 func (l *link) up() bool { return l.state == stateConnected || l.state == stateSynReceived }
 
@@ -257,7 +265,7 @@ func (c *Core) onHello(l *link, m wire.Hello) error {
 // retransmissions and HELLO.
 func (c *Core) tickLink(l *link) {
 	now := c.now
-	if l.up() && now.Sub(l.lastRecv) > c.cfg.DisconnectInterval {
+	if l.up() && now.Sub(l.lastRecv) > c.disconnect(l) {
 		c.linkDown(l, "silent for the disconnect interval")
 		l.retries = c.cfg.RetryTimes
 		l.nextTick = now

@@ -21,6 +21,8 @@ type Stats struct {
 	Rounds, Elections uint64
 	// PeersRefused were not kept for MaxPeersPerSwarm.
 	PeersRefused uint64
+	// WriteErrors are sends the Transport's socket refused.
+	WriteErrors uint64
 }
 
 // Stats returns the counters.

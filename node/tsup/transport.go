@@ -183,11 +183,13 @@ func (t *Transport) Swarms() []SwarmStatus {
 	return t.core.Swarms()
 }
 
-// Stats returns the Core's counters; WriteErrors counts failed sends.
-func (t *Transport) Stats() (s Stats, writeErrors uint64) {
+// Stats returns the counters.
+func (t *Transport) Stats() Stats {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.core.Stats(), t.writeErrs.Load()
+	s := t.core.Stats()
+	t.mu.Unlock()
+	s.WriteErrors = t.writeErrs.Load()
+	return s
 }
 
 // Serve reads pc until ctx ends or the Transport is closed, handling TSUP

@@ -177,7 +177,7 @@ func TestTransportLoopback(t *testing.T) {
 	waitFor(t, 10*time.Second, "link drop", func() bool {
 		return ts[0].Links()[0].State != "connected" && ts[2].Links()[1].State != "connected"
 	})
-	if s, _ := ts[0].Stats(); s.PacketsIn == 0 || s.Dropped > s.PacketsIn {
+	if s := ts[0].Stats(); s.PacketsIn == 0 || s.Dropped > s.PacketsIn {
 		t.Fatalf("stats %+v", s)
 	}
 
