@@ -164,6 +164,9 @@ func (c *Core) sendSynAck(l *link) {
 // onSyn: a SYN is always accepted; it (re)starts the connection with us as
 // responder, even over an established one (the neighbour lost it).
 func (c *Core) onSyn(l *link, m wire.Syn) error {
+	if l.state == stateConnected && m.TxID == l.synIn && m.ConnID == l.cid {
+		return ErrStale // a late copy of the SYN this connection began with
+	}
 	prev := l.cid
 	if l.up() {
 		c.linkDown(l, "neighbour reconnected")
