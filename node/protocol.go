@@ -44,17 +44,19 @@ func (n *Node) handleStream(s network.Stream) {
 	remoteIP, _ := addrIP(s.Conn().RemoteMultiaddr())
 	localIP, _ := addrIP(s.Conn().LocalMultiaddr())
 	w := pbio.NewDelimitedWriter(s)
+	r := pbio.NewDelimitedReader(s, MaxRequestSize)
 	if why := n.guard.gate.enter(remote); why != "" {
-		// Answer without reading: the request is not worth the bytes.
+		// Read the request (it is small) so the answer is not lost to a
+		// reset, and answer it without serving it.
 		n.refuse(why, remote, remoteIP)
 		_ = s.SetDeadline(time.Now().Add(n.cfg.RequestTimeout))
-		if w.WriteMsg(failure(pb.Status_BUSY, errBusy)) != nil {
+		var req pb.Request
+		if r.ReadMsg(&req) != nil || w.WriteMsg(failure(pb.Status_BUSY, errBusy)) != nil {
 			_ = s.Reset()
 		}
 		return
 	}
 	defer n.guard.gate.leave(remote)
-	r := pbio.NewDelimitedReader(s, MaxRequestSize)
 	for range maxRequestsPerStream {
 		_ = s.SetDeadline(time.Now().Add(n.cfg.RequestTimeout))
 		var req pb.Request

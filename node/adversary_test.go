@@ -1,0 +1,516 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kadtracker/kadtracker/node/internal/pb"
+	"github.com/kadtracker/kadtracker/records"
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	lprecord "github.com/libp2p/go-libp2p/core/record"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// advNet is a mocknet whose hosts have addresses chosen by the test: honest
+// nodes each on an internet address of its own, attackers sharing one.
+type advNet struct {
+	t     *testing.T
+	mn    mocknet.Mocknet
+	nodes []*Node
+	rng   *rand.Rand
+}
+
+func newAdvNet(t *testing.T, seed uint64) *advNet {
+	an := &advNet{t: t, mn: mocknet.New(), rng: rand.New(rand.NewPCG(seed, 99))}
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, nd := range an.nodes {
+			wg.Go(func() { _ = nd.Close() })
+		}
+		wg.Wait()
+		_ = an.mn.Close()
+	})
+	return an
+}
+
+// honestAddr is honest node i's address: one per /16, none exempt.
+func honestAddr(i int) ma.Multiaddr {
+	return ma.StringCast(fmt.Sprintf("/ip4/45.%d.0.1/tcp/4001", i))
+}
+
+// host adds a host with key (a fresh one when nil) at addr, linked to all.
+func (an *advNet) host(key crypto.PrivKey, addr ma.Multiaddr) host.Host {
+	an.t.Helper()
+	if key == nil {
+		var err error
+		key, _, err = crypto.GenerateEd25519Key(rand.NewChaCha8(an.seedBytes()))
+		if err != nil {
+			an.t.Fatal(err)
+		}
+	}
+	h, err := an.mn.AddPeer(key, addr)
+	if err != nil {
+		an.t.Fatal(err)
+	}
+	// One link to every other host, both ways (LinkAll would add a
+	// second link to every pair already linked).
+	for _, o := range an.mn.Peers() {
+		if o != h.ID() {
+			if _, err := an.mn.LinkPeers(h.ID(), o); err != nil {
+				an.t.Fatal(err)
+			}
+		}
+	}
+	return h
+}
+
+func (an *advNet) seedBytes() [32]byte {
+	var s [32]byte
+	for i := range s {
+		s[i] = byte(an.rng.Uint32())
+	}
+	return s
+}
+
+// start runs a node on h, bootstrapped from up to three earlier nodes.
+func (an *advNet) start(ctx context.Context, h host.Host, tweak func(*Config)) *Node {
+	an.t.Helper()
+	nd, err := New(ctx, an.config(h, tweak))
+	if err != nil {
+		an.t.Fatal(err)
+	}
+	an.nodes = append(an.nodes, nd)
+	return nd
+}
+
+// config is the configuration start uses for a node on h.
+func (an *advNet) config(h host.Host, tweak func(*Config)) Config {
+	cfg := DefaultConfig()
+	cfg.Host = h
+	cfg.DHTMode = ModeServer
+	cfg.RequestTimeout = 5 * time.Second
+	perm := an.rng.Perm(len(an.nodes))
+	for _, j := range perm[:min(3, len(perm))] {
+		prev := an.nodes[j].Host()
+		cfg.BootstrapPeers = append(cfg.BootstrapPeers, peer.AddrInfo{ID: prev.ID(), Addrs: prev.Addrs()})
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	return cfg
+}
+
+func (an *advNet) refresh(nodes []*Node) {
+	for range 2 {
+		var wg sync.WaitGroup
+		for _, nd := range nodes {
+			wg.Go(func() { <-nd.DHT().RefreshRoutingTable() })
+		}
+		wg.Wait()
+	}
+}
+
+// sealRecord signs a record for key as nd, expiring in ttl.
+func sealRecord(t testing.TB, nd *Node, key records.Key, port uint16, seq uint64, ttl time.Duration) []byte {
+	t.Helper()
+	env, err := records.Seal(records.Record{Key: key, Announcer: nd.ID(), Port: port, Seq: seq, Expires: nd.now().Add(ttl)}, nd.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// fromIP counts the records nd stores that came from ip.
+func fromIP(t testing.TB, nd *Node, ip netip.Addr) int {
+	t.Helper()
+	entries, err := nd.Records(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if e.IP == ip {
+			n++
+		}
+	}
+	return n
+}
+
+// TestFloodPuts: hosts flood one storing node with valid PUTs for distinct
+// keys. The rate limits answer BUSY, the per-address cap refuses what
+// passes beyond it, the full store evicts the flooders' records, not the
+// honest ones, and honest lookups still find every honest record.
+func TestFloodPuts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const honest, perIP, storeCap = 6, 150, 400
+	an := newAdvNet(t, 1)
+	var nodes []*Node
+	for i := range honest {
+		nodes = append(nodes, an.start(ctx, an.host(nil, honestAddr(i)), func(c *Config) {
+			c.Replication = honest // every honest node stores every record
+			c.Limits.RecordsPerIP = perIP
+			c.Limits.Records = storeCap
+			c.Protect.PeerRate = RateLimit{Rate: 100, Burst: 300}
+			c.Protect.IPRate = RateLimit{Rate: 400, Burst: 800}
+			c.Protect.MaxStreamsPerPeer = 4
+		}))
+	}
+	an.refresh(nodes)
+	target := nodes[0]
+
+	// Honest records first, one per node.
+	rng := rand.New(rand.NewPCG(5, 5))
+	honestKeys := make([]records.Key, honest)
+	for i, nd := range nodes {
+		honestKeys[i] = randomKey(t, rng, false)
+		if res, err := nd.Announce(ctx, honestKeys[i], uint16(6000+i), false); err != nil || res.StoredOn != honest {
+			t.Fatalf("honest announce %d: %+v, %v", i, res, err)
+		}
+	}
+
+	// Four flooders on four addresses, 16 workers each, 1500 PUTs each.
+	const flooders, workers, puts = 4, 16, 1500
+	var statuses [flooders]map[string]int
+	var wg sync.WaitGroup
+	for f := range flooders {
+		addr := ma.StringCast(fmt.Sprintf("/ip4/203.0.113.%d/tcp/4001", 10+f))
+		fl := an.start(ctx, an.host(nil, addr), func(c *Config) { c.DHTMode = ModeClient })
+		envs := make([][]byte, puts)
+		for i := range envs {
+			envs[i] = sealRecord(t, fl, randomKey(t, rng, false), 6881, 1, time.Hour)
+		}
+		statuses[f] = map[string]int{}
+		var mu sync.Mutex
+		var next atomic.Int64
+		for range workers {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < puts; i = next.Add(1) - 1 {
+					status := "OK"
+					resp, err := fl.request(ctx, target.ID(), &pb.Request{Body: &pb.Request_Put{Put: &pb.Put{Envelope: envs[i]}}})
+					switch {
+					case resp != nil:
+						status = resp.Status.String()
+					case err != nil:
+						status = "error"
+					}
+					mu.Lock()
+					statuses[f][status]++
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+
+	st := target.Stats()
+	t.Logf("flooders saw %v", statuses)
+	t.Logf("target: %d records, %d evicted, refused %v, rejected %v", st.RecordsStored, st.Evicted, st.Refused, st.PutsRejectedBy)
+	for f := range flooders {
+		if statuses[f]["BUSY"] == 0 {
+			t.Errorf("flooder %d was never told BUSY", f)
+		}
+		ip := netip.AddrFrom4([4]byte{203, 0, 113, byte(10 + f)})
+		if n := fromIP(t, target, ip); n > perIP {
+			t.Errorf("flooder %d holds %d records, cap %d", f, n, perIP)
+		}
+	}
+	if st.RecordsStored > storeCap {
+		t.Errorf("%d records stored, cap %d", st.RecordsStored, storeCap)
+	}
+	if st.Refused[RefusedPeerRate] == 0 || st.Refused[RefusedPeerStreams] == 0 {
+		t.Errorf("rate and stream refusals not counted: %v", st.Refused)
+	}
+	if st.PutsRejectedBy[RejectIPFull] == 0 || st.Evicted == 0 {
+		t.Errorf("per-address cap and eviction not exercised: rejected %v, evicted %d", st.PutsRejectedBy, st.Evicted)
+	}
+	// Honest records survive on the flooded node, and every honest node
+	// finds every honest record.
+	for i, k := range honestKeys {
+		res, err := target.store.Get(ctx, k, 10)
+		if err != nil || len(res.Entries) != 1 {
+			t.Errorf("honest record %d gone from the flooded node: %+v, %v", i, res, err)
+		}
+		for _, nd := range nodes {
+			lr, err := nd.Lookup(ctx, k, 10)
+			if err != nil || len(lr.Peers) != 1 || lr.Peers[0].Endpoint.Port() != uint16(6000+i) {
+				t.Errorf("lookup of honest key %d from %s: %+v, %v", i, nd.ID(), lr.Peers, err)
+			}
+		}
+	}
+	// The flooded node answers its peers as before.
+	if _, err := nodes[1].request(ctx, target.ID(), &pb.Request{Body: &pb.Request_Ping{Ping: &pb.Ping{Nonce: 7}}}); err != nil {
+		t.Errorf("flooded node stopped answering: %v", err)
+	}
+}
+
+// TestNoThirdPartyAddress: a record cannot carry an address. The payload
+// has no field for one, an extra field is refused, and the address stored
+// and served is the one the record arrived from, whatever the announcer
+// would like.
+func TestNoThirdPartyAddress(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	an := newAdvNet(t, 2)
+	var nodes []*Node
+	for i := range 4 {
+		nodes = append(nodes, an.start(ctx, an.host(nil, honestAddr(i)), func(c *Config) { c.Replication = 4 }))
+	}
+	attackerIP := netip.MustParseAddr("203.0.113.66")
+	victimIP := netip.MustParseAddr("198.51.100.80")
+	attacker := an.start(ctx, an.host(nil, ma.StringCast("/ip4/203.0.113.66/tcp/4001")), func(c *Config) {
+		c.Replication = 4
+		c.DHTMode = ModeClient
+	})
+	an.refresh(append(nodes, attacker))
+	key := randomKey(t, rand.New(rand.NewPCG(6, 6)), false)
+
+	// The payload with an address appended as an extra field (number 15,
+	// bytes), validly signed: refused as malformed.
+	payload, err := records.Record{Key: key, Announcer: attacker.ID(), Port: 80, Seq: 1, Expires: attacker.now().Add(time.Hour)}.MarshalRecord()
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload = append(payload, 15<<3|2, 4)
+	payload = append(payload, victimIP.AsSlice()...)
+	env, err := lprecord.Seal(ptr(rawRecord(payload)), attacker.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	envBytes, err := env.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := rawPut(ctx, attacker.Host(), nodes[0].ID(), envBytes)
+	if err != nil || resp.Status != pb.Status_REJECTED {
+		t.Fatalf("record with an address field: %v, %v; want REJECTED", resp, err)
+	}
+	if got := nodes[0].Stats().PutsRejectedBy[RejectMalformed]; got != 1 {
+		t.Errorf("malformed rejections %d, want 1", got)
+	}
+
+	// A genuine announce from the attacker is stored, and found, at the
+	// attacker's own address and nowhere else.
+	if res, err := attacker.Announce(ctx, key, 80, true); err != nil || res.StoredOn != 4 {
+		t.Fatalf("announce: %+v, %v", res, err)
+	}
+	for _, nd := range nodes {
+		res, err := nd.store.Get(ctx, key, 10)
+		if err != nil || len(res.Entries) != 1 || res.Entries[0].IP != attackerIP {
+			t.Fatalf("%s stores %+v, %v; want the record at %s", nd.ID(), res.Entries, err, attackerIP)
+		}
+		lr, err := nd.Lookup(ctx, key, 10)
+		if err != nil || len(lr.Peers) != 1 || lr.Peers[0].Endpoint != netip.AddrPortFrom(attackerIP, 80) {
+			t.Fatalf("lookup from %s: %+v, %v; want %s:80", nd.ID(), lr.Peers, err, attackerIP)
+		}
+	}
+}
+
+// sybilKey grinds an ed25519 key whose peer ID shares at least cpl leading
+// bits with target in kad-dht's keyspace.
+func rng2(i int) *rand.Rand { return rand.New(rand.NewPCG(uint64(i), 8)) }
+
+func sybilKey(t testing.TB, rng *rand.Rand, target kb.ID, cpl int) crypto.PrivKey {
+	t.Helper()
+	for {
+		var seed [32]byte
+		for i := range seed {
+			seed[i] = byte(rng.Uint32())
+		}
+		k, _, err := crypto.GenerateEd25519Key(rand.NewChaCha8(seed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := peer.IDFromPrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kb.CommonPrefixLen(kb.ConvertPeerID(id), target) >= cpl {
+			return k
+		}
+	}
+}
+
+// blackHole is a Sybil's store: it takes every record and keeps none.
+type blackHole struct{ puts atomic.Int64 }
+
+func (b *blackHole) Put(context.Context, records.Entry) error { b.puts.Add(1); return nil }
+func (b *blackHole) Get(context.Context, records.Key, int) (records.Result, error) {
+	return records.Result{}, nil
+}
+func (b *blackHole) Remove(context.Context, records.Key, peer.ID) error   { return nil }
+func (b *blackHole) List(context.Context, func(records.Entry) bool) error { return nil }
+func (b *blackHole) Expire(context.Context) (int, error)                  { return 0, nil }
+func (b *blackHole) Stats() records.Stats                                 { return records.Stats{} }
+func (b *blackHole) Close() error                                         { return nil }
+
+// TestSybilClosest: a hundred identities on one address, ground to be the
+// closest nodes to a key, try to take its m storing slots and drop what
+// they get. The routing tables take at most DiversityPerTable of them, and
+// the storing nodes chosen include at most TargetsPerGroup: honest nodes
+// keep the record and honest lookups find it. With the protection off the
+// same attack takes the key.
+func TestSybilClosest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("120-node mocknet")
+	}
+	for _, protected := range []bool{true, false} {
+		t.Run(fmt.Sprintf("protected=%v", protected), func(t *testing.T) {
+			testSybilClosest(t, protected)
+		})
+	}
+}
+
+func testSybilClosest(t *testing.T, protected bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const honest, sybils, m = 20, 100, 8
+	t0 := time.Now()
+	an := newAdvNet(t, 3)
+	rng := rand.New(rand.NewPCG(7, 7))
+	key := randomKey(t, rng, false)
+	target := kb.ConvertKey(key.DHTKey())
+	tweak := func(c *Config) {
+		c.Replication = m
+		if !protected {
+			c.Protect.DiversityPerCpl, c.Protect.DiversityPerTable, c.Protect.TargetsPerGroup = 0, 0, 0
+		}
+	}
+	var honestNodes []*Node
+	for i := range honest {
+		honestNodes = append(honestNodes, an.start(ctx, an.host(nil, honestAddr(i)), tweak))
+	}
+	an.refresh(honestNodes)
+	t.Logf("%s: honest nodes started", time.Since(t0))
+
+	// The Sybils join through the honest nodes, all at once.
+
+	sybilIDs := map[peer.ID]bool{}
+	holes := make([]*blackHole, sybils)
+	cfgs := make([]Config, sybils)
+	for i := range sybils {
+		h := an.host(sybilKey(t, rng, target, 8), ma.StringCast(fmt.Sprintf("/ip4/198.51.100.7/tcp/%d", 4001+i)))
+		sybilIDs[h.ID()] = true
+		holes[i] = &blackHole{}
+		cfgs[i] = an.config(h, func(c *Config) {
+			c.Replication = m
+			c.Store = holes[i]
+			// Sybils welcome each other: their tables and answers are
+			// full of their own.
+			c.Protect.DiversityPerCpl, c.Protect.DiversityPerTable, c.Protect.TargetsPerGroup = 0, 0, 0
+			// They connect below instead of joining: a hundred joins each
+			// refreshing a routing table is CPU the test has no use for.
+			c.BootstrapPeers = nil
+		})
+	}
+	t.Logf("%s: sybil keys ground", time.Since(t0))
+	sybilNodes := make([]*Node, sybils)
+	var wg sync.WaitGroup
+	for i := range sybils {
+		wg.Go(func() {
+			nd, err := New(ctx, cfgs[i])
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			sybilNodes[i] = nd
+			// Each Sybil dials three honest nodes, and below ten other
+			// Sybils: the honest nodes see them, and they see each other.
+			for _, p := range rng2(i).Perm(honest)[:3] {
+				_ = nd.Host().Connect(ctx, peer.AddrInfo{ID: honestNodes[p].ID(), Addrs: honestNodes[p].Host().Addrs()})
+			}
+		})
+	}
+	wg.Wait()
+	for _, nd := range sybilNodes {
+		if nd == nil {
+			t.FailNow()
+		}
+		an.nodes = append(an.nodes, nd)
+	}
+	t.Logf("%s: sybils started", time.Since(t0))
+	for i, nd := range sybilNodes {
+		for _, j := range rng2(i).Perm(sybils)[:10] {
+			if o := sybilNodes[j]; o != nd {
+				_ = nd.Host().Connect(ctx, peer.AddrInfo{ID: o.ID(), Addrs: o.Host().Addrs()})
+			}
+		}
+	}
+	t.Logf("%s: connected", time.Since(t0))
+
+	announcer := honestNodes[0]
+	res, err := announcer.Announce(ctx, key, 6881, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: announced", time.Since(t0))
+	holders := 0
+	for _, nd := range honestNodes {
+		if r, _ := nd.store.Get(ctx, key, 10); len(r.Entries) > 0 {
+			holders++
+		}
+	}
+	var sybilPuts int64
+	for _, h := range holes {
+		sybilPuts += h.puts.Load()
+	}
+	found := 0
+	for _, nd := range honestNodes[1:] {
+		lr, err := nd.Lookup(ctx, key, 10)
+		if err == nil && len(lr.Peers) == 1 {
+			found++
+		}
+	}
+	t.Logf("%s: looked up", time.Since(t0))
+	maxInRT := 0
+	var refusedRT, refusedTarget int64
+	for _, nd := range honestNodes {
+		n := 0
+		for _, p := range nd.DHT().RoutingTable().ListPeers() {
+			if sybilIDs[p] {
+				n++
+			}
+		}
+		maxInRT = max(maxInRT, n)
+		st := nd.Stats()
+		refusedRT += st.Refused[RefusedRoutingIP]
+		refusedTarget += st.Refused[RefusedTargetIP]
+	}
+	t.Logf("announce %+v: %d honest holders, %d PUTs swallowed by Sybils; %d of %d honest lookups found it; at most %d Sybils in an honest routing table; refused %d routing entries, %d targets",
+		res, holders, sybilPuts, found, honest-1, maxInRT, refusedRT, refusedTarget)
+	if !protected {
+		if holders >= m-DefaultProtection().TargetsPerGroup && found == honest-1 {
+			t.Errorf("without protection the Sybils did not take the key: the attack in this test is too weak")
+		}
+		return
+	}
+	if maxInRT > DefaultProtection().DiversityPerTable {
+		t.Errorf("an honest routing table holds %d Sybils, limit %d", maxInRT, DefaultProtection().DiversityPerTable)
+	}
+	if sybilPuts > int64(DefaultProtection().TargetsPerGroup) {
+		t.Errorf("Sybils got %d copies, limit %d", sybilPuts, DefaultProtection().TargetsPerGroup)
+	}
+	if holders < m-DefaultProtection().TargetsPerGroup {
+		t.Errorf("%d honest holders, want at least %d", holders, m-DefaultProtection().TargetsPerGroup)
+	}
+	if found != honest-1 {
+		t.Errorf("%d of %d honest lookups found the record", found, honest-1)
+	}
+	if refusedRT == 0 || refusedTarget == 0 {
+		t.Errorf("refusals not counted: routing %d, targets %d", refusedRT, refusedTarget)
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatal("timed out")
+	}
+}
