@@ -163,6 +163,20 @@ func (c *Client) Records(ctx context.Context) ([]Record, error) {
 	return res.Records, err
 }
 
+// TSUPLinks lists the daemon's TSUP links.
+func (c *Client) TSUPLinks(ctx context.Context) ([]TSUPLink, error) {
+	var res TSUPLinksResult
+	err := c.do(ctx, http.MethodGet, "/v1/tsup/links", nil, nil, &res)
+	return res.Links, err
+}
+
+// TSUPSwarms lists the swarms of the daemon's TSUP overlay.
+func (c *Client) TSUPSwarms(ctx context.Context) ([]TSUPSwarm, error) {
+	var res TSUPSwarmsResult
+	err := c.do(ctx, http.MethodGet, "/v1/tsup/swarms", nil, nil, &res)
+	return res.Swarms, err
+}
+
 // Routing lists the daemon's routing table.
 func (c *Client) Routing(ctx context.Context) ([]RoutingPeer, error) {
 	var res RoutingResult

@@ -12,6 +12,8 @@
 //	GET  /v1/peers?infohash=HEX&want=N
 //	GET  /v1/records
 //	GET  /v1/routing
+//	GET  /v1/tsup/links    (404 unless the daemon runs TSUP)
+//	GET  /v1/tsup/swarms
 //
 // The package talks to the node through Backend, an interface it owns, so it
 // never imports the node.
@@ -206,6 +208,10 @@ func route(path string) (method string, h handler, ok bool) {
 		return http.MethodGet, (*Server).records, true
 	case "/v1/routing":
 		return http.MethodGet, (*Server).routing, true
+	case "/v1/tsup/links":
+		return http.MethodGet, (*Server).tsupLinks, true
+	case "/v1/tsup/swarms":
+		return http.MethodGet, (*Server).tsupSwarms, true
 	}
 	return "", nil, false
 }
@@ -387,6 +393,39 @@ func (s *Server) records(ctx context.Context, _ *http.Request) (any, error) {
 		return nil, err
 	}
 	return RecordsResult{Records: nonNil(recs)}, nil
+}
+
+// tsupBackend is the TSUP overlay's backend, when the daemon runs one.
+func (s *Server) tsupBackend() (TSUPBackend, error) {
+	tb, ok := s.b.(TSUPBackend)
+	if !ok || !tb.TSUPEnabled() {
+		return nil, &httpError{http.StatusNotFound, "TSUP is off: start the daemon with --tsup-links"}
+	}
+	return tb, nil
+}
+
+func (s *Server) tsupLinks(ctx context.Context, _ *http.Request) (any, error) {
+	tb, err := s.tsupBackend()
+	if err != nil {
+		return nil, err
+	}
+	links, err := tb.TSUPLinks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return TSUPLinksResult{Links: nonNil(links)}, nil
+}
+
+func (s *Server) tsupSwarms(ctx context.Context, _ *http.Request) (any, error) {
+	tb, err := s.tsupBackend()
+	if err != nil {
+		return nil, err
+	}
+	swarms, err := tb.TSUPSwarms(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return TSUPSwarmsResult{Swarms: nonNil(swarms)}, nil
 }
 
 func (s *Server) routing(ctx context.Context, _ *http.Request) (any, error) {

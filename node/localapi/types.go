@@ -114,6 +114,52 @@ type RoutingResult struct {
 	Peers []RoutingPeer `json:"peers"`
 }
 
+// TSUPBackend is implemented by a Backend whose daemon may run the TSUP
+// overlay (trackers unifying their swarms).
+type TSUPBackend interface {
+	TSUPEnabled() bool
+	TSUPLinks(ctx context.Context) ([]TSUPLink, error)
+	TSUPSwarms(ctx context.Context) ([]TSUPSwarm, error)
+}
+
+// TSUPLink is one TSUP link, as the paper's trackers page shows it.
+type TSUPLink struct {
+	Addr     string    `json:"addr"`
+	Name     string    `json:"name,omitempty"`
+	External bool      `json:"external"`
+	State    string    `json:"state"` // connected, unifying, syn-received, pending, disconnected
+	Extended bool      `json:"extended"`
+	MAC      bool      `json:"mac"`
+	Border   bool      `json:"border"`
+	LastRecv time.Time `json:"last_recv"`
+	LastSent time.Time `json:"last_sent"`
+	Mandates int       `json:"mandates"` // -1: none advertised
+	Swarms   int       `json:"swarms"`
+	Down     string    `json:"down,omitempty"`
+}
+
+// TSUPSwarm is one swarm of the overlay, as the paper's swarms page shows it.
+type TSUPSwarm struct {
+	Infohash       string `json:"infohash"` // the 20-byte tracker infohash, hex
+	Local          bool   `json:"local"`
+	Trackers       int    `json:"trackers"`
+	InternalLeader string `json:"internal_leader,omitempty"`
+	ExternalLeader string `json:"external_leader,omitempty"`
+	Own            int    `json:"own"`
+	Internal       int    `json:"internal"`
+	External       int    `json:"external"`
+}
+
+// TSUPLinksResult is the answer to GET /v1/tsup/links.
+type TSUPLinksResult struct {
+	Links []TSUPLink `json:"links"`
+}
+
+// TSUPSwarmsResult is the answer to GET /v1/tsup/swarms.
+type TSUPSwarmsResult struct {
+	Swarms []TSUPSwarm `json:"swarms"`
+}
+
 // errorBody is every non-200 answer.
 type errorBody struct {
 	Error string `json:"error"`
