@@ -48,6 +48,11 @@ type Config struct {
 	NodeTimeout time.Duration
 	// LookupConcurrency bounds background refresh lookups running at once.
 	LookupConcurrency int
+	// NodeConcurrency bounds every call into the Node running at once
+	// (announces, withdraws, lookups), so a flood of new infohashes cannot
+	// start a DHT walk each. A call that finds no slot waits for the next
+	// sweep (announces, withdraws) or the next announce (lookups).
+	NodeConcurrency int
 	// Clock is the time source.
 	Clock func() time.Time
 	// Logger receives the front's logs (per-request trouble at Debug).
@@ -68,6 +73,7 @@ func DefaultConfig() Config {
 		ClientTimeout:     20 * time.Minute,
 		NodeTimeout:       30 * time.Second,
 		LookupConcurrency: 8,
+		NodeConcurrency:   64,
 		Clock:             time.Now,
 		Logger:            slog.New(slog.DiscardHandler),
 	}
@@ -109,6 +115,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LookupConcurrency < 1 {
 		bad("LookupConcurrency %d is below 1", c.LookupConcurrency)
+	}
+	if c.NodeConcurrency < c.LookupConcurrency {
+		bad("NodeConcurrency %d is below LookupConcurrency %d", c.NodeConcurrency, c.LookupConcurrency)
 	}
 	if c.Clock == nil {
 		bad("Clock is nil")

@@ -110,10 +110,12 @@ func remoteAddr(r *http.Request) (netip.Addr, error) {
 func (h *httpFront) announce(r *http.Request, sc *scratch) []byte {
 	ar, err := wire.ParseAnnounce(r.URL.RawQuery)
 	if err != nil {
+		h.t.stats.httpFailed.Add(1)
 		return h.fail(r, sc, err)
 	}
 	from, err := remoteAddr(r)
 	if err != nil {
+		h.t.stats.httpFailed.Add(1)
 		return h.fail(r, sc, err)
 	}
 	req := request{
@@ -126,8 +128,10 @@ func (h *httpFront) announce(r *http.Request, sc *scratch) []byte {
 	}
 	ans, err := h.t.announce(r.Context(), &req, sc.addrs)
 	if err != nil {
+		h.t.stats.httpFailed.Add(1)
 		return h.fail(r, sc, err)
 	}
+	h.t.stats.httpOK.Add(1)
 	sc.addrs = ans.peers[:0]
 	sc.peers = sc.peers[:0]
 	for _, p := range ans.peers {

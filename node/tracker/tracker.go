@@ -71,6 +71,7 @@ type Tracker struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	refresh chan struct{} // semaphore of background lookups
+	calls   chan struct{} // semaphore of all calls into the node
 	scratch sync.Pool     // *scratch
 	once    sync.Once
 
@@ -168,6 +169,7 @@ func New(node Node, cfg Config) (*Tracker, error) {
 		ctx:     ctx,
 		cancel:  cancel,
 		refresh: make(chan struct{}, cfg.LookupConcurrency),
+		calls:   make(chan struct{}, cfg.NodeConcurrency),
 		swarms:  make(map[[20]byte]*swarm),
 	}
 	t.scratch.New = func() any { return new(scratch) }
@@ -341,13 +343,30 @@ func (t *Tracker) remove(s *swarm) {
 // t.mu is held.
 func (t *Tracker) reconcile(s *swarm, now time.Time) {
 	s.want = s.desired()
-	if s.busy || s.want == s.have || now.Before(s.retryAt) || t.closed {
+	if s.busy || s.want == s.have || now.Before(s.retryAt) || t.closed || !t.acquire() {
 		return
 	}
 	s.busy = true
 	op := s.want
-	t.wg.Go(func() { t.apply(s, op) })
+	t.wg.Go(func() {
+		defer t.release()
+		t.apply(s, op)
+	})
 }
+
+// acquire takes a node-call slot if one is free; a call that gets none is
+// tried again later (the sweep reconciles every swarm).
+func (t *Tracker) acquire() bool {
+	select {
+	case t.calls <- struct{}{}:
+		return true
+	default:
+		t.stats.deferred.Add(1)
+		return false
+	}
+}
+
+func (t *Tracker) release() { <-t.calls }
 
 // desired is the publication the swarm's clients call for: the port of one
 // client (the primary, kept while it announces) and its seed flag.
@@ -408,13 +427,14 @@ func (t *Tracker) apply(s *swarm, op pub) {
 // lookup starts a lookup of s unless one runs or ran moments ago. release,
 // when non-nil, runs when it ends. t.mu is held.
 func (t *Tracker) lookup(s *swarm, now time.Time, release func()) bool {
-	if s.lookupDone != nil || t.closed || (!s.lastLookup.IsZero() && now.Sub(s.lastLookup) < minLookupSpacing) {
+	if s.lookupDone != nil || t.closed || (!s.lastLookup.IsZero() && now.Sub(s.lastLookup) < minLookupSpacing) || !t.acquire() {
 		return false
 	}
 	done := make(chan struct{})
 	s.lookupDone, s.lastLookup = done, now
 	t.stats.lookups.Add(1)
 	t.wg.Go(func() {
+		defer t.release()
 		if release != nil {
 			defer release()
 		}
@@ -636,6 +656,9 @@ type counters struct {
 	lookups, lookupErrors, nodeErrors, lapsed atomic.Uint64
 	published, withdrawn                      atomic.Uint64
 	udpConnects, udpBadConnIDs, udpIgnored    atomic.Uint64
+	deferred                                  atomic.Uint64
+	// Announces answered, by front and outcome.
+	httpOK, httpFailed, udpOK, udpFailed atomic.Uint64
 }
 
 // Stats is a snapshot of the front.
@@ -655,6 +678,11 @@ type Stats struct {
 	UDPConnects   uint64
 	UDPBadConnIDs uint64 // announces and scrapes with a forged or expired connection ID
 	UDPIgnored    uint64 // packets too short to answer
+	Deferred      uint64 // node calls put off because NodeConcurrency were running
+	// Announces answered with peers, and with a failure (malformed,
+	// refused, shutting down), by front.
+	HTTPAnnounces, HTTPAnnounceFailures uint64
+	UDPAnnounces, UDPAnnounceFailures   uint64
 }
 
 // Stats returns a snapshot.
@@ -672,6 +700,9 @@ func (t *Tracker) Stats() Stats {
 	st.Announces, st.Scrapes, st.BadRequests, st.Refused = c.announces.Load(), c.scrapes.Load(), c.badRequests.Load(), c.refused.Load()
 	st.Lookups, st.LookupErrors, st.NodeErrors, st.Lapsed = c.lookups.Load(), c.lookupErrors.Load(), c.nodeErrors.Load(), c.lapsed.Load()
 	st.UDPConnects, st.UDPBadConnIDs, st.UDPIgnored = c.udpConnects.Load(), c.udpBadConnIDs.Load(), c.udpIgnored.Load()
+	st.Deferred = c.deferred.Load()
+	st.HTTPAnnounces, st.HTTPAnnounceFailures = c.httpOK.Load(), c.httpFailed.Load()
+	st.UDPAnnounces, st.UDPAnnounceFailures = c.udpOK.Load(), c.udpFailed.Load()
 	return st
 }
 

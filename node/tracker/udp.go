@@ -172,6 +172,7 @@ func (u *udpFront) handle(ctx context.Context, b []byte, from netip.AddrPort, ou
 
 	ar, err := wire.ParseUDPAnnounceRequest(b)
 	if err != nil {
+		t.stats.udpFailed.Add(1)
 		return fail(err)
 	}
 	v4 := from.Addr().Is4()
@@ -187,8 +188,10 @@ func (u *udpFront) handle(ctx context.Context, b []byte, from netip.AddrPort, ou
 	}
 	s, wait, err := t.begin(&req)
 	if err != nil {
+		t.stats.udpFailed.Add(1)
 		return fail(err)
 	}
+	t.stats.udpOK.Add(1)
 	if wait == nil || u.waiting.Load() >= maxUDPWaiting {
 		sc := t.scratch.Get().(*scratch)
 		ans := t.finish(s, &req, sc.addrs)
