@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -503,4 +504,43 @@ func (x *index) sweep(now time.Time) int {
 
 func (x *index) stats() Stats {
 	return Stats{Keys: len(x.keys), Records: x.records, Evicted: x.evicted}
+}
+
+// busiest returns the n keys with the most unexpired records, most first.
+// It walks every key but keeps only n.
+func (x *index) busiest(n int, now time.Time) []KeyCount {
+	if n <= 0 {
+		return nil
+	}
+	nowMs := toMillis(now)
+	top := make([]KeyCount, 0, n+1)
+	for k, ks := range x.keys {
+		if len(top) == n && len(ks.slots) <= top[n-1].Records() {
+			continue // cannot beat the last even with every slot live
+		}
+		c := KeyCount{Key: k}
+		for i := range ks.slots {
+			switch s := &ks.slots[i]; {
+			case s.expires <= nowMs:
+			case s.seed:
+				c.Seeds++
+			default:
+				c.Leechers++
+			}
+		}
+		if c.Records() == 0 {
+			continue
+		}
+		i := len(top)
+		for i > 0 && top[i-1].Records() < c.Records() {
+			i--
+		}
+		if i < n {
+			top = slices.Insert(top, i, c)
+			if len(top) > n {
+				top = top[:n]
+			}
+		}
+	}
+	return top
 }

@@ -178,3 +178,32 @@ func checkSources(t *testing.T, x *index, step int) {
 		t.Fatalf("step %d: %d records, %d keys over the caps", step, x.records, len(x.keys))
 	}
 }
+
+func TestBusiest(t *testing.T) {
+	ctx := context.Background()
+	c := newClock()
+	s := NewMemory(Options{Now: c.Now})
+	ids := identities(t, 6)
+	// Key i has i+1 records; key 4's last one expires soon.
+	for k := range 5 {
+		for a := range k + 1 {
+			exp := t0.Add(time.Hour)
+			if k == 4 && a == 4 {
+				exp = t0.Add(time.Minute)
+			}
+			r := rec(testKey(t, k), 1, exp)
+			r.Seed = a == 0
+			if err := s.Put(ctx, seal(t, ids[a], r, testIP)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c.Advance(2 * time.Minute)
+	got := s.Busiest(3)
+	if len(got) != 3 || got[0].Records() != 4 || got[1].Records() != 4 || got[2].Records() != 3 || got[0].Seeds != 1 {
+		t.Fatalf("Busiest(3) = %+v", got)
+	}
+	if len(s.Busiest(100)) != 5 || s.Busiest(0) != nil {
+		t.Fatal("Busiest bounds")
+	}
+}

@@ -140,3 +140,15 @@ func list(ctx context.Context, mu *sync.RWMutex, idx func() *index, clock func()
 	}
 	return nil
 }
+
+// Busiest returns the n infohashes with the most unexpired records, most
+// first. It is not part of Store: a status page uses it.
+func (m *Memory) Busiest(n int) []KeyCount {
+	now := m.now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.x == nil {
+		return nil
+	}
+	return m.x.busiest(n, now)
+}

@@ -365,3 +365,15 @@ func decodeStored(key string, value []byte) (Entry, error) {
 	}
 	return Entry{Record: r, IP: ip, Envelope: env}, nil
 }
+
+// Busiest returns the n infohashes with the most unexpired records, most
+// first, from memory. It is not part of Store: a status page uses it.
+func (s *Pebble) Busiest(n int) []KeyCount {
+	now := s.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.x == nil {
+		return nil
+	}
+	return s.x.busiest(n, now)
+}

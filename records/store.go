@@ -179,3 +179,13 @@ type Store interface {
 	Stats() Stats
 	Close() error
 }
+
+// KeyCount is one infohash's unexpired records, for a status page.
+type KeyCount struct {
+	Key      Key
+	Seeds    int
+	Leechers int
+}
+
+// Records is the records counted.
+func (c KeyCount) Records() int { return c.Seeds + c.Leechers }
