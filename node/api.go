@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/kadtracker/kadtracker/records"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -69,4 +70,11 @@ type RoutingPeer struct {
 	// CPL is the common prefix length with this node's ID: the bucket.
 	CPL       int
 	Connected bool
+}
+
+// Announcement is a key this node keeps published for a local client.
+type Announcement struct {
+	Key  records.Key
+	Port uint16
+	Seed bool
 }

@@ -286,6 +286,27 @@ func (n *Node) Records(ctx context.Context) ([]records.Entry, error) {
 	return out, err
 }
 
+// Announced lists the keys this node keeps published for its local
+// clients, in no particular order.
+func (n *Node) Announced() []Announcement {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]Announcement, 0, len(n.announced))
+	for k, a := range n.announced {
+		out = append(out, Announcement{Key: k, Port: a.port, Seed: a.seed})
+	}
+	return out
+}
+
+// StoredSwarms returns the limit infohashes this node stores the most
+// records for, most first (nil when the store cannot tell).
+func (n *Node) StoredSwarms(limit int) []records.KeyCount {
+	if b, ok := n.store.(interface{ Busiest(int) []records.KeyCount }); ok {
+		return b.Busiest(limit)
+	}
+	return nil
+}
+
 // Routing lists the routing table.
 func (n *Node) Routing() []RoutingPeer {
 	self := kb.ConvertPeerID(n.host.ID())
