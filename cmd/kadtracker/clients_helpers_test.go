@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -173,6 +174,8 @@ type btClient struct {
 	logs []string // log files to show when the test fails
 	// exited is closed when the process has ended.
 	exited chan struct{}
+	// stop, when set, is how Stop ends seeding.
+	stop func(t *testing.T)
 }
 
 // clientKind starts one kind of client; each writes its settings before
@@ -208,6 +211,32 @@ func (c *btClient) run(t *testing.T, cmd *exec.Cmd) {
 			c.dumpLogs(t)
 		}
 	})
+}
+
+// Stop ends seeding the way the client's user would, which makes the
+// client announce event=stopped: by default it quits on SIGTERM (and is
+// killed, failing the test, if it takes longer than timeout); a kind with
+// its own way sets stop.
+func (c *btClient) Stop(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	if c.stop != nil {
+		c.stop(t)
+		return
+	}
+	c.quit(t, syscall.SIGTERM, timeout)
+}
+
+// quit sends sig and waits for the client to exit.
+func (c *btClient) quit(t *testing.T, sig syscall.Signal, timeout time.Duration) {
+	t.Helper()
+	_ = c.cmd.Process.Signal(sig)
+	select {
+	case <-c.exited:
+	case <-time.After(timeout):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+		t.Fatalf("%s still running %v after %v; killed", c.Name, timeout, sig)
+	}
 }
 
 func (c *btClient) dumpLogs(t *testing.T) {
@@ -259,6 +288,9 @@ func startAria2(t *testing.T, job clientJob) *btClient {
 		args = append(args, "--check-integrity=true")
 	}
 	c.run(t, job.lab.command(job.slot, "aria2c", append(args, job.torrent)...))
+	// aria2 takes SIGTERM for an emergency shutdown that tells no tracker;
+	// SIGINT (Ctrl-C) is its orderly one, with event=stopped.
+	c.stop = func(t *testing.T) { c.quit(t, syscall.SIGINT, clientStopTimeout) }
 	return c
 }
 
@@ -309,6 +341,13 @@ func startTransmission(t *testing.T, job clientJob) *btClient {
 			t.Fatalf("transmission-remote --add: %v: %s", err, out)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// transmission-daemon 3.00 announces nothing over HTTP when it quits:
+	// stopping the torrent (pausing it, in its UI) is what sends stopped.
+	c.stop = func(t *testing.T) {
+		if out, err := job.lab.command(job.slot, "transmission-remote", rpc, "--torrent", "all", "--stop").CombinedOutput(); err != nil {
+			t.Fatalf("transmission-remote --stop: %v: %s", err, out)
+		}
 	}
 	return c
 }

@@ -18,6 +18,12 @@ const (
 	seedRecordTimeout = 60 * time.Second
 	// downloadTimeout bounds the leecher's start and download.
 	downloadTimeout = 120 * time.Second
+	// clientStopTimeout bounds how long a client takes to quit, its
+	// stopped announce included.
+	clientStopTimeout = 30 * time.Second
+	// seedGoneTimeout bounds the wait until the last daemon no longer finds
+	// a seeder that stopped.
+	seedGoneTimeout = 30 * time.Second
 	// clientPairsAtOnce is how many pairs run at the same time.
 	clientPairsAtOnce = 2
 )
@@ -114,8 +120,15 @@ func TestRealClients(t *testing.T) {
 			leechDir := t.TempDir()
 			leecher := clientKinds[p.leech].start(t, clientJob{lab: lab, slot: leechSlot, torrent: tt.Leech, dir: leechDir, udp: p.udp})
 			waitFile(t, leecher, filepath.Join(leechDir, tt.Name), tt.SHA256, downloadTimeout)
-			t.Logf("%s: seeder found by the last daemon after %v, download complete %v later (SHA-256 matches)",
-				p, found.Sub(start).Round(time.Millisecond), time.Since(found).Round(time.Millisecond))
+			done := time.Now()
+
+			// A seeder that stops seeding announces event=stopped: its
+			// daemon withdraws the record, and the last daemon stops
+			// finding it.
+			seeder.Stop(t, clientStopTimeout)
+			waitSeedRecordGone(t, last, tt.Infohash, lab.slots[seedSlot].ip, seeder)
+			t.Logf("%s: the last daemon found the seeder after %v, the download completed %v later (SHA-256 matches), the seeder's record was gone %v after it stopped",
+				p, found.Sub(start).Round(time.Millisecond), done.Sub(found).Round(time.Millisecond), time.Since(done).Round(time.Millisecond))
 		})
 	}
 }
@@ -142,6 +155,23 @@ func waitSeedRecord(t *testing.T, d *daemon, infohash, ip string, seeder *btClie
 			}
 			t.Fatalf("after %v the last daemon still does not find the %s seed at %s:%d; it finds [%s]",
 				seedRecordTimeout, seeder.Name, ip, seeder.Port, strings.Join(got, " "))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// waitSeedRecordGone waits until d's `kadtracker peers` no longer lists the
+// seeder at ip:port.
+func waitSeedRecordGone(t *testing.T, d *daemon, infohash, ip string, seeder *btClient) {
+	t.Helper()
+	deadline := time.Now().Add(seedGoneTimeout)
+	for {
+		res := peersOf(t, d, infohash)
+		if !hasPeer(res, ip, uint16(seeder.Port), true) && !hasPeer(res, ip, uint16(seeder.Port), false) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v after the %s seeder stopped the last daemon still finds it at %s:%d", seedGoneTimeout, seeder.Name, ip, seeder.Port)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
