@@ -37,3 +37,11 @@ type Peer struct {
 	// came from.
 	Local bool
 }
+
+// LiveSource is implemented by a Node that also knows peers locally and
+// cheaply, such as the TSUP overlay's. They are read on every answer rather
+// than through the lookup cache, so they reach clients as soon as they
+// arrive instead of after the cache's TTL. Lookup need not return them.
+type LiveSource interface {
+	LivePeers(key records.Key) []Peer
+}

@@ -533,14 +533,19 @@ func (s *swarm) candidates(req *request, f func(ep netip.AddrPort) bool) {
 	}
 	for i := range s.peers {
 		p := &s.peers[i]
-		if s.isClient(p) || req.self(p.Endpoint, p.Local) ||
-			(req.seed && p.Seed) || !req.fits(p.Endpoint.Addr()) {
+		if !s.offerable(req, p) {
 			continue
 		}
 		if !f(p.Endpoint) {
 			return
 		}
 	}
+}
+
+// offerable reports whether the peer p, found by the node, may be handed to
+// the client behind req.
+func (s *swarm) offerable(req *request, p *Peer) bool {
+	return !s.isClient(p) && !req.self(p.Endpoint, p.Local) && !(req.seed && p.Seed) && req.fits(p.Endpoint.Addr())
 }
 
 // isClient reports whether the DHT peer p is one of the swarm's local
@@ -600,6 +605,17 @@ func (t *Tracker) finish(s *swarm, req *request, dst []netip.AddrPort) answer {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	a.complete, a.incomplete = s.counts()
+	var live []Peer
+	if src, ok := t.node.(LiveSource); ok {
+		live = src.LivePeers(s.key)
+		for _, p := range live {
+			if p.Seed {
+				a.complete++
+			} else {
+				a.incomplete++
+			}
+		}
+	}
 	if req.event == wire.EventStopped {
 		return a
 	}
@@ -613,6 +629,11 @@ func (t *Tracker) finish(s *swarm, req *request, dst []netip.AddrPort) answer {
 			a.peers = append(a.peers, ep)
 			return true
 		})
+		for i := range live {
+			if s.offerable(req, &live[i]) {
+				a.peers = append(a.peers, live[i].Endpoint)
+			}
+		}
 		if len(a.peers) > want { // a uniform sample of want
 			for i := range want {
 				j := i + rand.IntN(len(a.peers)-i)
