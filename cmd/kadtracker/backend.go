@@ -31,6 +31,7 @@ type apiBackend struct {
 	n nodeAPI
 	// trackerHTTP and trackerUDP are the tracker front's announce URLs.
 	trackerHTTP, trackerUDP string
+	overlay                 *overlay // nil without TSUP
 }
 
 var _ localapi.Backend = apiBackend{}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kadtracker/kadtracker/bootstrap"
 	"github.com/kadtracker/kadtracker/node"
@@ -30,6 +31,9 @@ type daemonCmd struct {
 	// The BitTorrent tracker front: empty addresses disable a transport.
 	trackerHTTP, trackerUDP string
 	trackerRemote           bool
+	// dht false runs no DHT node: a plain tracker (with TSUP, if linked).
+	dht  bool
+	tsup tsupFlags
 }
 
 // defaultTrackerAddr is where BitTorrent clients on this host announce.
@@ -54,7 +58,9 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 	fs.StringVar(&d.trackerHTTP, "tracker-http", d.trackerHTTP, "`ADDR` of the HTTP tracker for local BitTorrent clients (http://ADDR/announce); empty disables it")
 	fs.StringVar(&d.trackerUDP, "tracker-udp", d.trackerUDP, "`ADDR` of the UDP tracker for local BitTorrent clients (udp://ADDR/announce); empty disables it")
 	fs.BoolVar(&d.trackerRemote, "tracker-allow-remote", false, "allow --tracker-http/--tracker-udp on a non-loopback address (anyone who reaches it can announce through this daemon)")
-	// TSUP adds its flags here, and its face in (*daemonCmd).run.
+	d.dht = true
+	fs.BoolVar(&d.dht, "dht", d.dht, "join the DHT; false runs a plain tracker for local clients (and the TSUP overlay)")
+	d.tsup.register(fs)
 
 	return func(pos []string) (runner, error) {
 		if err := wantArgs(pos); err != nil {
@@ -82,29 +88,49 @@ type face struct {
 	serve func(ctx context.Context) error
 }
 
-func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) error {
+func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) (err error) {
 	logger := newLogger(stderr, d.logFormat, d.logLevel)
 	cfg := d.node
 	cfg.Logger = logger
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
+	// Everything acquired is released in reverse order, whatever happens.
+	var release []func() error
+	defer func() {
+		for i := len(release) - 1; i >= 0; i-- {
+			if cerr := release[i](); !errors.Is(cerr, net.ErrClosed) {
+				err = errors.Join(err, cerr)
+			}
+		}
+	}()
+
 	// Take the socket and the tracker ports first: a second daemon on this
 	// data dir, or a port in use, stops here before the store is opened.
 	ln, err := localapi.Listen(d.rpcSocket)
 	if err != nil {
 		return err
 	}
+	release = append(release, ln.Close)
 	httpLn, udpConn, err := d.listenTracker(ctx)
 	if err != nil {
-		ln.Close()
 		return err
 	}
-	n, err := node.New(ctx, cfg)
-	if err != nil {
-		ln.Close()
-		closeAll(httpLn, udpConn)
-		return fmt.Errorf("starting the node: %w", err)
+	if httpLn != nil {
+		release = append(release, httpLn.Close)
+	}
+	if udpConn != nil {
+		release = append(release, udpConn.Close)
+	}
+	release = append(release, func() error { logger.Info("stopped"); return nil })
+	var n nodeAPI = offlineNode{started: time.Now()}
+	if d.dht {
+		dn, err := node.New(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("starting the node: %w", err)
+		}
+		release = append(release, dn.Close)
+		n = dn
 	}
 	st := n.Stats()
 	logger.Info("kadtracker started", "peer_id", st.PeerID.String(), "data_dir", cfg.DataDir, "dht_mode", st.DHTMode, "replication", st.Replication)
@@ -113,32 +139,45 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) error {
 	}
 	logger.Info("local API", "socket", d.rpcSocket)
 
-	var front *tracker.Tracker
+	backend := apiBackend{n: n}
+	var frontNode tracker.Node = trackerBackend{n}
+	if backend.overlay, err = d.tsup.open(ctx, udpConn, logger); err != nil {
+		return err
+	}
+	if backend.overlay != nil {
+		release = append(release, backend.overlay.t.Close)
+		frontNode = overlayNode{Node: frontNode, o: backend.overlay}
+		logger.Info("TSUP overlay", "links", d.tsup.links, "advertise_ip", backend.overlay.ip)
+	}
+
+	var faces []face
 	if httpLn != nil || udpConn != nil {
 		tcfg := tracker.DefaultConfig()
 		tcfg.Logger = logger.With("component", "tracker")
-		if front, err = tracker.New(trackerBackend{n}, tcfg); err != nil {
-			ln.Close()
-			closeAll(httpLn, udpConn)
-			return errors.Join(err, n.Close())
+		front, err := tracker.New(frontNode, tcfg)
+		if err != nil {
+			return err
 		}
-	}
-	for _, a := range []string{d.trackerHTTP, d.trackerUDP} {
-		if checkTrackerAddr(a, false) != nil {
-			logger.Warn("tracker front open beyond this host: anyone who reaches it can announce through this daemon", "addr", a)
+		release = append(release, front.Close)
+		for _, a := range []string{d.trackerHTTP, d.trackerUDP} {
+			if checkTrackerAddr(a, false) != nil {
+				logger.Warn("tracker front open beyond this host: anyone who reaches it can announce through this daemon", "addr", a)
+			}
 		}
-	}
-	backend := apiBackend{n: n}
-	var faces []face
-	if httpLn != nil {
-		backend.trackerHTTP = "http://" + httpLn.Addr().String() + "/announce"
-		logger.Info("HTTP tracker", "announce", backend.trackerHTTP)
-		faces = append(faces, face{"HTTP tracker", func(ctx context.Context) error { return front.Serve(ctx, httpLn) }})
-	}
-	if udpConn != nil {
-		backend.trackerUDP = "udp://" + udpConn.LocalAddr().String() + "/announce"
-		logger.Info("UDP tracker", "announce", backend.trackerUDP)
-		faces = append(faces, face{"UDP tracker", func(ctx context.Context) error { return front.ServeUDP(ctx, udpConn) }})
+		if httpLn != nil {
+			backend.trackerHTTP = "http://" + httpLn.Addr().String() + "/announce"
+			logger.Info("HTTP tracker", "announce", backend.trackerHTTP)
+			faces = append(faces, face{"HTTP tracker", func(ctx context.Context) error { return front.Serve(ctx, httpLn) }})
+		}
+		if udpConn != nil {
+			backend.trackerUDP = "udp://" + udpConn.LocalAddr().String() + "/announce"
+			logger.Info("UDP tracker", "announce", backend.trackerUDP)
+			conn := udpConn
+			if backend.overlay != nil {
+				conn = backend.overlay.t.Demux() // TSUP packets to the overlay, BEP 15 to the front
+			}
+			faces = append(faces, face{"UDP tracker", func(ctx context.Context) error { return front.ServeUDP(ctx, conn) }})
+		}
 	}
 	api := localapi.NewServer(backend, logger.With("component", "localapi"))
 	faces = append(faces, face{"local API", func(ctx context.Context) error { return api.Serve(ctx, ln) }})
@@ -146,11 +185,6 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) error {
 	if ctx.Err() != nil {
 		logger.Info("stopping", "cause", context.Cause(ctx))
 	}
-	if front != nil {
-		err = errors.Join(err, front.Close())
-	}
-	err = errors.Join(err, n.Close())
-	logger.Info("stopped")
 	return err
 }
 

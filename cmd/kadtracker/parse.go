@@ -30,6 +30,7 @@ var commands = []command{
 	{name: "peers", args: "INFOHASH", summary: "find peers for a swarm", setup: setupPeers},
 	{name: "records", summary: "list the records this daemon stores for others", setup: setupRecords},
 	{name: "routing", summary: "list the DHT routing table", setup: setupRouting},
+	{name: "tsup", args: "links|swarms", summary: "show the TSUP overlay's links or swarms", setup: setupTSUP},
 	{name: "version", summary: "print the version", setup: setupVersion},
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kadtracker/kadtracker/node"
 	"github.com/kadtracker/kadtracker/node/localapi"
+	"github.com/kadtracker/kadtracker/node/tsup"
 	"github.com/kadtracker/kadtracker/records"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -61,6 +62,8 @@ func daemonWant(f func(d *daemonCmd)) *daemonCmd {
 	d.node.DataDir = "/home/u/.kadtracker"
 	d.rpcSocket = "/home/u/.kadtracker/kadtracker.sock"
 	d.trackerHTTP, d.trackerUDP = defaultTrackerAddr, defaultTrackerAddr
+	def := tsup.DefaultConfig()
+	d.dht, d.tsup.hello, d.tsup.update, d.tsup.disconnect = true, def.HelloInterval, def.UpdateInterval, def.DisconnectInterval
 	if f != nil {
 		f(d)
 	}
@@ -121,6 +124,9 @@ func TestParseRun(t *testing.T) {
 		})},
 		{"tracker front beyond loopback, allowed", home, []string{"--tracker-http", "0.0.0.0:6969", "--tracker-allow-remote"}, daemonWant(func(d *daemonCmd) {
 			d.trackerHTTP, d.trackerRemote = "0.0.0.0:6969", true
+		})},
+		{"plain tracker with TSUP", home, []string{"--dht=false", "--tsup-links", "/etc/links", "--tsup-update", "5s", "--tsup-advertise-ip", "10.0.0.1"}, daemonWant(func(d *daemonCmd) {
+			d.dht, d.tsup.links, d.tsup.update, d.tsup.advertise = false, "/etc/links", 5*time.Second, "10.0.0.1"
 		})},
 		{"empty env var is unset", env{"HOME": "/home/u", "KADTRACKER_REPLICATION": ""}, nil, daemonWant(nil)},
 		{"repeated list flags add up", home, []string{"--listen", "/ip4/127.0.0.1/tcp/1", "--listen", "/ip4/127.0.0.1/tcp/2"}, daemonWant(func(d *daemonCmd) {
