@@ -29,8 +29,10 @@ import (
 // testTorrent is a random file and two .torrent files for it with the same
 // info dictionary (so the same infohash) and different announce URLs.
 type testTorrent struct {
-	Name     string // file name inside the data directory
-	Infohash string // hex
+	Name string // file name inside the data directory
+	// Infohash is the hex of the 20 bytes clients announce: the SHA-1
+	// infohash of a v1 torrent, the SHA2-256 one truncated for a v2 torrent.
+	Infohash string
 	SHA256   [32]byte
 	SeedDir  string // holds the complete file
 	Seed     string // .torrent announcing to the seeder's daemon only
@@ -80,6 +82,71 @@ func makeTestTorrent(t *testing.T, size int, seedURL, leechURL string) *testTorr
 	if err := os.WriteFile(tt.Leech, leech, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return tt
+}
+
+// makeTestTorrentV2 is makeTestTorrent for a BEP 52 v2-only torrent, which
+// mktorrent cannot make: size must be a multiple of the 256 KiB piece
+// length, so the merkle tree of 16 KiB blocks needs no padding.
+func makeTestTorrentV2(t *testing.T, size int, seedURL, leechURL string) *testTorrent {
+	t.Helper()
+	const block, pieceLen = 16 << 10, 256 << 10
+	if size <= 0 || size%pieceLen != 0 || (size/block)&(size/block-1) != 0 {
+		t.Fatalf("v2 test torrent of %d bytes: want a power of two of 16 KiB blocks, at least one piece", size)
+	}
+	dir := t.TempDir()
+	tt := &testTorrent{SeedDir: filepath.Join(dir, "seed")}
+	if err := os.Mkdir(tt.SeedDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, size)
+	rand.Read(data)
+	tt.SHA256 = sha256.Sum256(data)
+	tt.Name = "kt-v2-" + hex.EncodeToString(data[:4]) + ".bin"
+	if err := os.WriteFile(filepath.Join(tt.SeedDir, tt.Name), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The merkle tree: leaves are the blocks' SHA-256, each level up hashes
+	// pairs; the piece layer is the level where a node covers one piece.
+	level := make([][32]byte, 0, size/block)
+	for off := 0; off < size; off += block {
+		level = append(level, sha256.Sum256(data[off:off+block]))
+	}
+	var pieceLayer []byte
+	for n := block; len(level) > 1; n *= 2 {
+		if n == pieceLen {
+			for _, h := range level {
+				pieceLayer = append(pieceLayer, h[:]...)
+			}
+		}
+		up := make([][32]byte, len(level)/2)
+		for i := range up {
+			up[i] = sha256.Sum256(append(level[2*i][:], level[2*i+1][:]...))
+		}
+		level = up
+	}
+	root := level[0]
+	if size == pieceLen {
+		pieceLayer = root[:]
+	}
+	info := fmt.Appendf(nil, "d9:file treed%d:%sd0:d6:lengthi%de11:pieces root32:%seee12:meta versioni2e4:name%d:%s12:piece lengthi%dee",
+		len(tt.Name), tt.Name, size, root[:], len(tt.Name), tt.Name, pieceLen)
+	sum := sha256.Sum256(info)
+	tt.Infohash = hex.EncodeToString(sum[:20])
+	write := func(url string) string {
+		meta := fmt.Appendf(nil, "d8:announce%d:%s4:info%s12:piece layersd32:%s%d:%see",
+			len(url), url, info, root[:], len(pieceLayer), pieceLayer)
+		f, err := os.CreateTemp(dir, "*.torrent")
+		if err == nil {
+			_, err = f.Write(meta)
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.Name()
+	}
+	tt.Seed, tt.Leech = write(seedURL), write(leechURL)
 	return tt
 }
 

@@ -33,6 +33,7 @@ const (
 type clientPair struct {
 	seed, leech string
 	udp         bool
+	v2          bool // a BEP 52 v2-only torrent
 }
 
 func (p clientPair) String() string {
@@ -40,21 +41,29 @@ func (p clientPair) String() string {
 	if p.udp {
 		proto = "udp"
 	}
-	return fmt.Sprintf("%s_to_%s_%s", p.seed, p.leech, proto)
+	name := fmt.Sprintf("%s_to_%s_%s", p.seed, p.leech, proto)
+	if p.v2 {
+		name += "_v2"
+	}
+	return name
 }
 
 // clientMatrix covers each client as seeder and as leecher over HTTP (the
-// mixed pairs, both ways round) and over UDP (each with itself).
+// mixed pairs, both ways round) and over UDP (each with itself), and a v2
+// torrent with the one client that knows them.
 var clientMatrix = []clientPair{
-	{"aria2", "qbittorrent", false},
-	{"qbittorrent", "transmission", false},
-	{"transmission", "aria2", false},
-	{"qbittorrent", "aria2", false},
-	{"aria2", "transmission", false},
-	{"transmission", "qbittorrent", false},
-	{"aria2", "aria2", true},
-	{"qbittorrent", "qbittorrent", true},
-	{"transmission", "transmission", true},
+	{seed: "aria2", leech: "qbittorrent"},
+	{seed: "qbittorrent", leech: "transmission"},
+	{seed: "transmission", leech: "aria2"},
+	{seed: "qbittorrent", leech: "aria2"},
+	{seed: "aria2", leech: "transmission"},
+	{seed: "transmission", leech: "qbittorrent"},
+	{seed: "aria2", leech: "aria2", udp: true},
+	{seed: "qbittorrent", leech: "qbittorrent", udp: true},
+	{seed: "transmission", leech: "transmission", udp: true},
+	// Of these clients only qBittorrent (libtorrent 2) knows BEP 52: it
+	// announces a v2 torrent under the truncated SHA2-256 infohash.
+	{seed: "qbittorrent", leech: "qbittorrent", v2: true},
 }
 
 // TestRealClients runs three `kadtracker run` daemons in a bootstrap chain
@@ -107,7 +116,11 @@ func TestRealClients(t *testing.T) {
 			if seedURL == "" || leechURL == "" {
 				t.Fatalf("daemons without the tracker front: %q %q", seedURL, leechURL)
 			}
-			tt := makeTestTorrent(t, clientFileSize, seedURL, leechURL)
+			newTorrent := makeTestTorrent
+			if p.v2 {
+				newTorrent = makeTestTorrentV2
+			}
+			tt := newTorrent(t, clientFileSize, seedURL, leechURL)
 			t.Logf("infohash %s; %s seeds via %s, %s leeches via %s", tt.Infohash, p.seed, seedURL, p.leech, leechURL)
 
 			seeder := clientKinds[p.seed].start(t, clientJob{lab: lab, slot: seedSlot, torrent: tt.Seed, dir: tt.SeedDir, seed: true, udp: p.udp})
