@@ -32,8 +32,9 @@ type daemonCmd struct {
 	trackerHTTP, trackerUDP string
 	trackerRemote           bool
 	// dht false runs no DHT node: a plain tracker (with TSUP, if linked).
-	dht  bool
-	tsup tsupFlags
+	dht     bool
+	tsup    tsupFlags
+	metrics metricsFlags
 }
 
 // defaultTrackerAddr is where BitTorrent clients on this host announce.
@@ -61,6 +62,7 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 	d.dht = true
 	fs.BoolVar(&d.dht, "dht", d.dht, "join the DHT; false runs a plain tracker for local clients (and the TSUP overlay)")
 	d.tsup.register(fs)
+	d.metrics.register(fs)
 
 	return func(pos []string) (runner, error) {
 		if err := wantArgs(pos); err != nil {
@@ -122,6 +124,11 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) (err error) {
 	if udpConn != nil {
 		release = append(release, udpConn.Close)
 	}
+	dm, err := d.metrics.open(ctx)
+	if err != nil {
+		return err
+	}
+	release = append(release, dm.Close)
 	release = append(release, func() error { logger.Info("stopped"); return nil })
 	var n nodeAPI = offlineNode{started: time.Now()}
 	if d.dht {
@@ -139,8 +146,9 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) (err error) {
 	}
 	logger.Info("local API", "socket", d.rpcSocket)
 
-	backend := apiBackend{n: n}
-	var frontNode tracker.Node = trackerBackend{n}
+	dm.setNode(n)
+	backend := apiBackend{n: dm.observe(n, "api")}
+	var frontNode tracker.Node = trackerBackend{dm.observe(n, "tracker")}
 	if backend.overlay, err = d.tsup.open(ctx, udpConn, logger); err != nil {
 		return err
 	}
@@ -159,6 +167,7 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) (err error) {
 			return err
 		}
 		release = append(release, front.Close)
+		dm.setFront(front)
 		for _, a := range []string{d.trackerHTTP, d.trackerUDP} {
 			if checkTrackerAddr(a, false) != nil {
 				logger.Warn("tracker front open beyond this host: anyone who reaches it can announce through this daemon", "addr", a)
@@ -181,6 +190,9 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) (err error) {
 	}
 	api := localapi.NewServer(backend, logger.With("component", "localapi"))
 	faces = append(faces, face{"local API", func(ctx context.Context) error { return api.Serve(ctx, ln) }})
+	if f, ok := dm.face(logger); ok {
+		faces = append(faces, f)
+	}
 	err = serveFaces(ctx, faces)
 	if ctx.Err() != nil {
 		logger.Info("stopping", "cause", context.Cause(ctx))

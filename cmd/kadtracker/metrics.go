@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/kadtracker/kadtracker/node"
+	"github.com/kadtracker/kadtracker/node/metrics"
+	"github.com/kadtracker/kadtracker/node/tracker"
+	"github.com/kadtracker/kadtracker/records"
+)
+
+// metricsFlags is `kadtracker run --metrics ADDR`.
+type metricsFlags struct{ addr string }
+
+func (f *metricsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "metrics", "", "`ADDR` (such as 127.0.0.1:9090) to serve Prometheus metrics at /metrics and a status page at /; empty: off")
+}
+
+// daemonMetrics is the metrics face of a running daemon. A nil
+// *daemonMetrics (metrics off) does nothing.
+type daemonMetrics struct {
+	ln  net.Listener
+	m   *metrics.Metrics
+	src *metricsSource
+}
+
+// open takes the metrics port, so a port in use stops the daemon before the
+// store is opened. It returns nil when metrics are off.
+func (f *metricsFlags) open(ctx context.Context) (*daemonMetrics, error) {
+	if f.addr == "" {
+		return nil, nil
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", f.addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	src := &metricsSource{}
+	return &daemonMetrics{ln: ln, m: metrics.New(src, nil), src: src}, nil
+}
+
+// Close closes the listener (Serve has closed it already when it ran).
+func (dm *daemonMetrics) Close() error {
+	if dm == nil {
+		return nil
+	}
+	return dm.ln.Close()
+}
+
+// observe wraps n so the lookups made through it, and for front "api" the
+// announces, are counted as front's.
+func (dm *daemonMetrics) observe(n nodeAPI, front string) nodeAPI {
+	if dm == nil {
+		return n
+	}
+	return observedNode{nodeAPI: n, m: dm.m, front: front}
+}
+
+// setNode and setFront give the source what it reads; both are called
+// before the faces start.
+func (dm *daemonMetrics) setNode(n nodeAPI) {
+	if dm != nil {
+		dm.src.n = n
+	}
+}
+
+func (dm *daemonMetrics) setFront(t *tracker.Tracker) {
+	if dm != nil {
+		dm.src.front = t
+	}
+}
+
+// face is the metrics listener's face; ok is false when metrics are off.
+func (dm *daemonMetrics) face(logger *slog.Logger) (f face, ok bool) {
+	if dm == nil {
+		return face{}, false
+	}
+	addr := dm.ln.Addr().String()
+	if ap, err := netip.ParseAddrPort(addr); err == nil && !ap.Addr().IsLoopback() {
+		logger.Warn("metrics and status page open beyond this host", "addr", addr)
+	}
+	logger.Info("metrics", "status", "http://"+addr+"/", "metrics", "http://"+addr+"/metrics")
+	return face{"metrics", func(ctx context.Context) error { return dm.m.Serve(ctx, dm.ln) }}, true
+}
+
+// observedNode tells the metrics of the lookups made through it.
+type observedNode struct {
+	nodeAPI
+	m     *metrics.Metrics
+	front string
+}
+
+func (o observedNode) Lookup(ctx context.Context, key records.Key, want int) (node.LookupResult, error) {
+	start := time.Now()
+	res, err := o.nodeAPI.Lookup(ctx, key, want)
+	d := res.Stats.Duration
+	if d == 0 {
+		d = time.Since(start)
+	}
+	o.m.ObserveLookup(metrics.Lookup{
+		Front: o.front, Infohash: key, Peers: len(res.Peers),
+		Hops: res.Stats.Hops, Queried: res.Stats.Queried, Duration: d, Err: err,
+	})
+	return res, err
+}
+
+// Announce counts the local API's announces (a CLI user's); the tracker
+// front's calls are publications, not client announces, which the front
+// counts itself.
+func (o observedNode) Announce(ctx context.Context, key records.Key, port uint16, seed bool) (node.AnnounceResult, error) {
+	res, err := o.nodeAPI.Announce(ctx, key, port, seed)
+	if o.front == "api" {
+		o.m.ObserveAnnounce("api", err)
+	}
+	return res, err
+}
+
+// metricsSource reads the node and the tracker front for the metrics.
+type metricsSource struct {
+	n     nodeAPI
+	front *tracker.Tracker // nil without a tracker front
+}
+
+var _ metrics.Source = (*metricsSource)(nil)
+
+// rateLimits are the refusals the metrics call rate limiting.
+var rateLimits = map[string]bool{
+	node.RefusedPeerRate: true, node.RefusedIPRate: true, node.RefusedStreams: true, node.RefusedPeerStreams: true,
+}
+
+func (s *metricsSource) Counts() metrics.Counts {
+	st := s.n.Stats()
+	c := metrics.Counts{
+		RoutingTableSize: st.RoutingTableSize,
+		Connections:      st.Connections,
+		Store:            records.Stats{Keys: st.KeysStored, Records: st.RecordsStored, Evicted: st.Evicted},
+		Tracked:          st.Announced,
+		PutsReceived:     st.PutsReceived,
+		GetsReceived:     st.GetsReceived,
+		PutsRejected:     st.PutsRejectedBy,
+		RateLimited:      make(map[string]int64),
+		Refused:          make(map[string]int64),
+	}
+	for reason, n := range st.Refused {
+		if rateLimits[reason] {
+			c.RateLimited[reason] = n
+		} else {
+			c.Refused[reason] = n
+		}
+	}
+	if s.front != nil {
+		ts := s.front.Stats()
+		c.TrackerSwarms = ts.Swarms
+		c.Announces = map[metrics.FrontResult]int64{
+			{Front: "http", Result: "ok"}: int64(ts.HTTPAnnounces), {Front: "http", Result: "error"}: int64(ts.HTTPAnnounceFailures),
+			{Front: "udp", Result: "ok"}: int64(ts.UDPAnnounces), {Front: "udp", Result: "error"}: int64(ts.UDPAnnounceFailures),
+		}
+	}
+	return c
+}
+
+// storedShown is how many stored swarms the status page lists.
+const storedShown = 50
+
+func (s *metricsSource) Status(context.Context) (metrics.Status, error) {
+	st := s.n.Stats()
+	out := metrics.Status{
+		PeerID:      st.PeerID.String(),
+		Addrs:       addrStrings(st.Addrs),
+		DHTMode:     st.DHTMode,
+		Replication: st.Replication,
+		Started:     st.Started,
+	}
+	for _, p := range s.n.Routing() {
+		out.Routing = append(out.Routing, metrics.RoutingPeer{ID: p.ID.String(), CPL: p.CPL, Connected: p.Connected, Addrs: addrStrings(p.Addrs)})
+	}
+	if dn, ok := s.n.(interface {
+		Announced() []node.Announcement
+		StoredSwarms(int) []records.KeyCount
+	}); ok {
+		for _, a := range dn.Announced() {
+			out.Tracked = append(out.Tracked, metrics.TrackedSwarm{Infohash: a.Key, Port: a.Port, Seed: a.Seed})
+		}
+		out.Stored = dn.StoredSwarms(storedShown)
+	}
+	return out, nil
+}
