@@ -3,9 +3,9 @@ package main
 // Helpers for the end-to-end tests with real BitTorrent clients: torrents
 // made by mktorrent, and aria2, Transmission and qBittorrent run headless
 // with their own directories and ports, DHT, local peer discovery, PEX and
-// UPnP/NAT-PMP off, so that only kadtracker can introduce them. See
-// ../../../shared/REAL-CLIENTS.md (outside the repository) for what these
-// clients do on loopback; the settings below follow it.
+// UPnP/NAT-PMP off, so that only kadtracker can introduce them.
+// docs/clients.md explains these settings, and the clients' quirks the
+// helpers allow for, to users.
 
 import (
 	"bytes"
