@@ -22,6 +22,9 @@ type AnnounceResponse struct {
 	Incomplete  int           // leechers
 	Peers       []Peer
 	Warning     string // "warning message", "" when none
+	// ExternalIP is BEP 24's "external ip": the requester's address as the
+	// tracker sees it, 4 or 16 bytes on the wire; the zero Addr when not sent.
+	ExternalIP netip.Addr
 }
 
 // MaxIntervalSeconds bounds decoded intervals (BEP 15 carries them as int32).
@@ -38,6 +41,10 @@ func AppendAnnounceResponse(dst []byte, r *AnnounceResponse, form PeerForm) []by
 	dst = append(dst, 'd')
 	dst = appendStr(dst, "complete")
 	dst = appendInt(dst, int64(max(r.Complete, 0)))
+	if a := r.ExternalIP.Unmap().WithZone(""); a.IsValid() {
+		dst = appendStr(dst, "external ip")
+		dst = appendStr(dst, string(a.AsSlice()))
+	}
 	dst = appendStr(dst, "incomplete")
 	dst = appendInt(dst, int64(max(r.Incomplete, 0)))
 	dst = appendStr(dst, "interval")
@@ -119,7 +126,8 @@ func AppendFailure(dst []byte, reason string) []byte {
 // A response with "failure reason" yields a *FailureError. Otherwise
 // "interval" is required; "peers" may be the compact string or the list of
 // dictionaries, "peers6" the compact IPv6 string; peers come in that order.
-// Keys it does not know are ignored; the bencode itself must be canonical.
+// "external ip" (BEP 24) must be 4 or 16 bytes. Keys it does not know are
+// ignored; the bencode itself must be canonical.
 func ParseAnnounceResponse(b []byte) (AnnounceResponse, error) {
 	var r AnnounceResponse
 	m, err := decodeDict(b)
@@ -155,6 +163,14 @@ func ParseAnnounceResponse(b []byte) (AnnounceResponse, error) {
 		if r.Warning, ok = v.(string); !ok {
 			return r, errf(ErrBadResponse, "warning message is not a string")
 		}
+	}
+	if v, ok := m["external ip"]; ok {
+		s, _ := v.(string)
+		a, ok := netip.AddrFromSlice([]byte(s))
+		if !ok {
+			return r, errf(ErrBadResponse, "external ip is not 4 or 16 bytes")
+		}
+		r.ExternalIP = a.Unmap()
 	}
 	switch v := m["peers"].(type) {
 	case nil:
