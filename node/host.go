@@ -91,9 +91,9 @@ func newHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
 
 // newResourceManager limits what libp2p may use: Protect.Memory and FDs
 // scale libp2p's defaults, then explicit caps on connections and on our
-// record protocol's streams (the node's own stream gate says the same for
-// hosts it did not build). Exempt addresses get no per-subnet connection
-// limit, as loopback has by default.
+// record protocol's streams (a backstop to the node's own stream gate,
+// which also guards hosts it did not build). Exempt addresses get no
+// per-subnet connection limit, as loopback has by default.
 func newResourceManager(cfg Config) (network.ResourceManager, error) {
 	p := cfg.Protect
 	scaling := rcmgr.DefaultLimits
@@ -107,11 +107,13 @@ func newResourceManager(cfg Config) (network.ResourceManager, error) {
 			Memory:        rcmgr.LimitVal64(p.Memory),
 			FD:            rcmgr.LimitVal(p.FDs),
 		},
+		// Twice the node's own stream caps: the node answers a stream
+		// over its caps with BUSY, which a reset here would pre-empt.
 		Protocol: map[protocol.ID]rcmgr.ResourceLimits{
-			ProtocolID: {StreamsInbound: rcmgr.LimitVal(p.MaxStreams), Streams: rcmgr.LimitVal(2 * p.MaxStreams)},
+			ProtocolID: {StreamsInbound: rcmgr.LimitVal(2 * p.MaxStreams), Streams: rcmgr.LimitVal(4 * p.MaxStreams)},
 		},
 		ProtocolPeer: map[protocol.ID]rcmgr.ResourceLimits{
-			ProtocolID: {StreamsInbound: rcmgr.LimitVal(p.MaxStreamsPerPeer), Streams: rcmgr.LimitVal(2 * p.MaxStreamsPerPeer)},
+			ProtocolID: {StreamsInbound: rcmgr.LimitVal(2 * p.MaxStreamsPerPeer), Streams: rcmgr.LimitVal(4 * p.MaxStreamsPerPeer)},
 		},
 	}.Build(base)
 	var v4, v6 []rcmgr.NetworkPrefixLimit
