@@ -44,13 +44,25 @@ type keySet struct {
 	// byAnnouncer indexes slots once there are more than linearScanMax of
 	// them; below that a scan is as fast and a map costs ~200 B per key.
 	byAnnouncer map[peer.ID]int32
+	// endpoints holds the explicit endpoints of the bridged records, by
+	// announcer; nil while the key has none (the common case), so plain
+	// records pay nothing for them.
+	endpoints map[peer.ID][]netip.AddrPort
+}
+
+// bridgedOf returns a copy of the endpoints of a's record when it is
+// bridged.
+func (ks *keySet) bridgedOf(a peer.ID) (bool, []netip.AddrPort) {
+	eps, ok := ks.endpoints[a]
+	return ok, slices.Clone(eps)
 }
 
 const linearScanMax = 8
 
 type announcer struct {
-	id   peer.ID // interned: slots share its bytes
-	keys int32
+	id      peer.ID // interned: slots share its bytes
+	keys    int32
+	bridged int32 // keys with a bridged record of this announcer
 }
 
 // slot is one stored record: what Get serves and Put compares, nothing else.
@@ -154,6 +166,9 @@ type plan struct {
 	// evict, for opInsert, is a record to delete first (the Limits policy).
 	evict    recRef
 	evicting bool
+	// eps are the endpoints of a bridged record (opInsert, opReplace).
+	eps     []netip.AddrPort
+	bridged bool
 }
 
 func toMillis(t time.Time) int64 { return t.UnixMilli() }
@@ -197,6 +212,11 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 			p.op = opDelete
 			return p, nil
 		}
+		if was, _ := ks.bridgedOf(old.announcer); e.Bridged && !was {
+			if err := x.checkBridged(ks, e); err != nil {
+				return plan{}, err
+			}
+		}
 		if src := SourceAddr(e.IP); src != SourceAddr(old.ip) {
 			// The announcer moved: the new address's caps apply.
 			if err := x.checkSource(ks, e, src); err != nil {
@@ -205,6 +225,7 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 		}
 		p.op = opReplace
 		p.s = x.newSlot(e)
+		p.bridged, p.eps = e.Bridged, slices.Clone(e.Endpoints)
 		return p, nil
 	}
 	if e.Withdrawn {
@@ -215,6 +236,11 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 	}
 	if n := x.announcers[e.Announcer].keys; x.limits.KeysPerAnnouncer > 0 && int(n) >= x.limits.KeysPerAnnouncer {
 		return plan{}, fmt.Errorf("%w: %s holds records for %d infohashes", ErrAnnouncerFull, e.Announcer, n)
+	}
+	if e.Bridged {
+		if err := x.checkBridged(ks, e); err != nil {
+			return plan{}, err
+		}
 	}
 	src := SourceAddr(e.IP)
 	if err := x.checkSource(ks, e, src); err != nil {
@@ -234,7 +260,46 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 	}
 	p.op = opInsert
 	p.s = x.newSlot(e)
+	p.bridged, p.eps = e.Bridged, slices.Clone(e.Endpoints)
 	return p, nil
+}
+
+// checkBridged applies the bridged-record caps to e, a bridged record new
+// for its announcer in ks (nil for a new key).
+func (x *index) checkBridged(ks *keySet, e Entry) error {
+	if l := x.limits.BridgedPerKey; l > 0 && ks != nil && len(ks.endpoints) >= l {
+		return fmt.Errorf("%w: %d bridged records for %s", ErrKeyFull, len(ks.endpoints), e.Key)
+	}
+	if l := x.limits.BridgedKeysPerAnnouncer; l > 0 && int(x.announcers[e.Announcer].bridged) >= l {
+		return fmt.Errorf("%w: %s holds bridged records for %d infohashes", ErrAnnouncerFull, e.Announcer, l)
+	}
+	return nil
+}
+
+// setBridged records (bridged true) or clears the endpoints of the record
+// of announcer a in ks, keeping the announcer's count.
+func (x *index) setBridged(ks *keySet, a peer.ID, bridged bool, eps []netip.AddrPort) {
+	was, _ := ks.bridgedOf(a)
+	if bridged {
+		if ks.endpoints == nil {
+			ks.endpoints = make(map[peer.ID][]netip.AddrPort)
+		}
+		ks.endpoints[a] = eps
+	} else if was {
+		delete(ks.endpoints, a)
+		if len(ks.endpoints) == 0 {
+			ks.endpoints = nil
+		}
+	}
+	if was != bridged {
+		n := x.announcers[a]
+		if bridged {
+			n.bridged++
+		} else {
+			n.bridged--
+		}
+		x.announcers[a] = n
+	}
 }
 
 // checkSource applies the per-address caps to e arriving from src, into
@@ -288,9 +353,14 @@ func (x *index) apply(p plan) {
 			x.evicted++
 		}
 		x.insert(p.key, p.s)
+		if p.bridged {
+			ks := x.keys[p.key]
+			x.setBridged(ks, ks.slots[len(ks.slots)-1].announcer, true, p.eps)
+		}
 	case opReplace:
 		ks := x.keys[p.key]
 		p.s.announcer = ks.slots[p.i].announcer // keep sharing the interned ID
+		x.setBridged(ks, p.s.announcer, p.bridged, p.eps)
 		if SourceAddr(p.s.ip) == SourceAddr(ks.slots[p.i].ip) {
 			p.s.src = ks.slots[p.i].src
 			ks.slots[p.i] = p.s
@@ -328,6 +398,7 @@ func (x *index) insert(k Key, s slot) {
 func (x *index) delete(k Key, i int) {
 	ks := x.keys[k]
 	a := ks.slots[i].announcer
+	x.setBridged(ks, a, false, nil)
 	x.unlink(ks, i)
 	ks.remove(i)
 	if len(ks.slots) == 0 {
@@ -370,9 +441,11 @@ func (x *index) get(k Key, want int, now time.Time) Result {
 		if s.expires <= nowMs {
 			continue
 		}
-		if s.seed {
+		switch {
+		case s.port == 0: // a bridged record without a client of its own
+		case s.seed:
 			res.Seeds++
-		} else {
+		default:
 			res.Leechers++
 		}
 		switch {
@@ -409,6 +482,7 @@ func (x *index) get(k Key, want int, now time.Time) Result {
 		off := len(buf)
 		buf = append(buf, s.envelope...)
 		res.Entries[n] = s.entry(k, buf[off:len(buf):len(buf)])
+		res.Entries[n].Bridged, res.Entries[n].Endpoints = ks.bridgedOf(s.announcer)
 	}
 	return res
 }
@@ -460,7 +534,9 @@ func (x *index) liveEntries(k Key, now time.Time) []Entry {
 	out := make([]Entry, 0, len(ks.slots))
 	for i := range ks.slots {
 		if s := &ks.slots[i]; s.expires > nowMs {
-			out = append(out, s.entry(k, []byte(s.envelope)))
+			e := s.entry(k, []byte(s.envelope))
+			e.Bridged, e.Endpoints = ks.bridgedOf(s.announcer)
+			out = append(out, e)
 		}
 	}
 	return out

@@ -37,6 +37,18 @@ var (
 	ErrTooFarAhead    = errors.New("records: expiry too far in the future")
 )
 
+// Bridged records. A bridged record names, besides the announcer's own
+// client (when Port is not 0), peers by explicit endpoints: peers the
+// announcing node learned from classic trackers, or the clients of its
+// public tracker. Only bridged records carry endpoints, at most
+// MaxEndpoints, and they live at most MaxBridgedTTL: whoever signs one
+// vouches for addresses the storing node cannot check, so they are few,
+// short-lived and marked as such to whoever reads them.
+const (
+	MaxEndpoints  = 40
+	MaxBridgedTTL = 30 * time.Minute
+)
+
 // Record is what an announcing node signs: "peer Announcer has a BitTorrent
 // client on Port for swarm Key until Expires". The endpoint IP is not in it:
 // the storing node takes it from the connection the record arrived on.
@@ -50,6 +62,12 @@ type Record struct {
 	Expires time.Time // carried with millisecond precision
 	// Withdrawn asks storing nodes to delete the announcer's record for Key.
 	Withdrawn bool
+	// Bridged marks a record carrying Endpoints; Port may then be 0 (no
+	// client of the announcer's own). See MaxEndpoints.
+	Bridged bool
+	// Endpoints are the explicit peers of a bridged record: valid unicast
+	// addresses (IPv4 unmapped), no zone, nonzero ports, no duplicates.
+	Endpoints []netip.AddrPort
 }
 
 // Entry is a record as a storing node holds and serves it.
@@ -62,7 +80,8 @@ type Entry struct {
 	Envelope []byte
 }
 
-// Endpoint is the BitTorrent client's address.
+// Endpoint is the BitTorrent client's address: the announcer's own client
+// (invalid for a bridged record with Port 0).
 func (e Entry) Endpoint() netip.AddrPort { return netip.AddrPortFrom(e.IP, e.Port) }
 
 // MaxClockSkew is how far past now+maxTTL Validate still accepts an expiry.
@@ -138,8 +157,12 @@ func Open(envelope []byte) (Record, error) {
 }
 
 // Validate checks r's expiry against now: not yet expired, and not more than
-// maxTTL ahead (plus one minute of clock skew).
+// maxTTL ahead (plus one minute of clock skew); for a bridged record not
+// more than MaxBridgedTTL either.
 func (r Record) Validate(now time.Time, maxTTL time.Duration) error {
+	if r.Bridged {
+		maxTTL = min(maxTTL, MaxBridgedTTL)
+	}
 	if !r.Expires.After(now) {
 		return fmt.Errorf("%w: at %s, now %s", ErrExpired, r.Expires.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
 	}
@@ -195,6 +218,17 @@ func (r *Record) UnmarshalRecord(b []byte) error {
 		Seq:       m.Seq,
 		Expires:   time.UnixMilli(m.ExpiresUnixMs),
 		Withdrawn: m.Withdrawn,
+		Bridged:   m.Bridged,
+	}
+	if len(m.Endpoints) > MaxEndpoints {
+		return fmt.Errorf("%w: %d endpoints, max %d", ErrMalformed, len(m.Endpoints), MaxEndpoints)
+	}
+	for _, b := range m.Endpoints {
+		ep, err := decodeEndpoint(b)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		out.Endpoints = append(out.Endpoints, ep)
 	}
 	if m.ExpiresUnixMs <= 0 {
 		return fmt.Errorf("%w: expiry %d ms is not after 1970", ErrMalformed, m.ExpiresUnixMs)
@@ -213,12 +247,59 @@ func (r Record) check() error {
 		return errors.New("zero key")
 	case r.Announcer == "":
 		return errors.New("no announcer")
-	case r.Port == 0 && !r.Withdrawn:
+	case r.Port == 0 && !r.Withdrawn && !r.Bridged:
 		return errors.New("port 0")
 	case r.Expires.UnixMilli() <= 0:
 		return fmt.Errorf("expiry %s is not after 1970", r.Expires)
+	case len(r.Endpoints) > 0 && !r.Bridged:
+		return errors.New("endpoints in a record that is not bridged")
+	case r.Bridged && !r.Withdrawn && len(r.Endpoints) == 0:
+		return errors.New("bridged record without endpoints")
+	case len(r.Endpoints) > MaxEndpoints:
+		return fmt.Errorf("%d endpoints, max %d", len(r.Endpoints), MaxEndpoints)
+	}
+	for i, ep := range r.Endpoints {
+		if err := checkEndpoint(ep); err != nil {
+			return err
+		}
+		for _, prev := range r.Endpoints[:i] {
+			if prev == ep {
+				return fmt.Errorf("endpoint %s given twice", ep)
+			}
+		}
 	}
 	return nil
+}
+
+// checkEndpoint accepts what a BitTorrent client can dial: a unicast
+// address (IPv4 unmapped), no zone, a nonzero port.
+func checkEndpoint(ep netip.AddrPort) error {
+	a := ep.Addr()
+	switch {
+	case !a.IsValid() || a.Is4In6() || a.Zone() != "":
+		return fmt.Errorf("endpoint %s: want an IPv4 or IPv6 address without zone", ep)
+	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return fmt.Errorf("endpoint %s is not a unicast address", ep)
+	case ep.Port() == 0:
+		return fmt.Errorf("endpoint %s: port 0", ep)
+	}
+	return nil
+}
+
+// appendEndpoint is the wire form of an endpoint: 4 or 16 address bytes,
+// then the port, big endian.
+func appendEndpoint(dst []byte, ep netip.AddrPort) []byte {
+	dst = append(dst, ep.Addr().AsSlice()...)
+	return append(dst, byte(ep.Port()>>8), byte(ep.Port()))
+}
+
+func decodeEndpoint(b []byte) (netip.AddrPort, error) {
+	if len(b) != 6 && len(b) != 18 {
+		return netip.AddrPort{}, fmt.Errorf("endpoint of %d bytes, want 6 or 18", len(b))
+	}
+	a, _ := netip.AddrFromSlice(b[:len(b)-2])
+	ep := netip.AddrPortFrom(a, uint16(b[len(b)-2])<<8|uint16(b[len(b)-1]))
+	return ep, checkEndpoint(ep)
 }
 
 func (r Record) toPB() *pb.PeerRecord {
@@ -230,5 +311,18 @@ func (r Record) toPB() *pb.PeerRecord {
 		Seq:           r.Seq,
 		ExpiresUnixMs: r.Expires.UnixMilli(),
 		Withdrawn:     r.Withdrawn,
+		Bridged:       r.Bridged,
+		Endpoints:     r.endpointsPB(),
 	}
+}
+
+func (r Record) endpointsPB() [][]byte {
+	if len(r.Endpoints) == 0 {
+		return nil
+	}
+	out := make([][]byte, len(r.Endpoints))
+	for i, ep := range r.Endpoints {
+		out[i] = appendEndpoint(make([]byte, 0, 18), ep)
+	}
+	return out
 }

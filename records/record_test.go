@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -153,7 +154,7 @@ func TestSealOpen(t *testing.T) {
 					t.Errorf("Open = %v, want %v", err, w)
 				}
 			}
-			if r != (Record{}) {
+			if !reflect.DeepEqual(r, Record{}) {
 				t.Errorf("failed Open returned %+v", r)
 			}
 		})

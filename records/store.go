@@ -57,6 +57,13 @@ type Limits struct {
 	// Exempt lists addresses the per-address caps do not apply to (they
 	// still count, and may be evicted): loopback, private networks.
 	Exempt []netip.Prefix
+	// BridgedPerKey bounds the bridged records (those with explicit
+	// endpoints, each at most MaxEndpoints) of one infohash; they count
+	// towards PeersPerKey too.
+	BridgedPerKey int
+	// BridgedKeysPerAnnouncer bounds the infohashes one announcer may hold
+	// bridged records for.
+	BridgedKeysPerAnnouncer int
 }
 
 // DefaultLimits suit a daemon on a home machine: at the Records cap the
@@ -71,6 +78,11 @@ func DefaultLimits() Limits {
 		PeersPerKeyPerIP: 8,
 		RecordsPerIP:     10_000,
 		Exempt:           DefaultExempt(),
+		// A swarm's bridged records name at most 16*40 = 640 peers: as
+		// many as a few classic trackers' answers, far fewer than the
+		// swarm's own records may.
+		BridgedPerKey:           16,
+		BridgedKeysPerAnnouncer: 1000,
 	}
 }
 

@@ -35,6 +35,15 @@ type PeerRecord struct {
 	Seq           uint64                 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`                                            // the announcer's sequence number for this key
 	ExpiresUnixMs int64                  `protobuf:"varint,6,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"` // expiry, unix milliseconds
 	Withdrawn     bool                   `protobuf:"varint,7,opt,name=withdrawn,proto3" json:"withdrawn,omitempty"`
+	// bridged marks a record that also names peers by explicit endpoints:
+	// peers the announcing node learned from a classic tracker, or clients
+	// of its public tracker. Storing nodes accept endpoints only with it.
+	// port, when not 0, is still the announcer's own client, at the address
+	// the record arrives from.
+	Bridged bool `protobuf:"varint,8,opt,name=bridged,proto3" json:"bridged,omitempty"`
+	// endpoints: 6 bytes (IPv4) or 18 bytes (IPv6), address then port, big
+	// endian; 1 to records.MaxEndpoints of them, only when bridged.
+	Endpoints     [][]byte `protobuf:"bytes,9,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -118,6 +127,20 @@ func (x *PeerRecord) GetWithdrawn() bool {
 	return false
 }
 
+func (x *PeerRecord) GetBridged() bool {
+	if x != nil {
+		return x.Bridged
+	}
+	return false
+}
+
+func (x *PeerRecord) GetEndpoints() [][]byte {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
 // StoredEntry is the value of one record in the persistent store.
 type StoredEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -175,7 +198,7 @@ var File_records_internal_pb_record_proto protoreflect.FileDescriptor
 
 const file_records_internal_pb_record_proto_rawDesc = "" +
 	"\n" +
-	" records/internal/pb/record.proto\x12\x12kadtracker.records\"\xbc\x01\n" +
+	" records/internal/pb/record.proto\x12\x12kadtracker.records\"\xf4\x01\n" +
 	"\n" +
 	"PeerRecord\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1c\n" +
@@ -184,7 +207,9 @@ const file_records_internal_pb_record_proto_rawDesc = "" +
 	"\x04seed\x18\x04 \x01(\bR\x04seed\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12&\n" +
 	"\x0fexpires_unix_ms\x18\x06 \x01(\x03R\rexpiresUnixMs\x12\x1c\n" +
-	"\twithdrawn\x18\a \x01(\bR\twithdrawn\"9\n" +
+	"\twithdrawn\x18\a \x01(\bR\twithdrawn\x12\x18\n" +
+	"\abridged\x18\b \x01(\bR\abridged\x12\x1c\n" +
+	"\tendpoints\x18\t \x03(\fR\tendpoints\"9\n" +
 	"\vStoredEntry\x12\x1a\n" +
 	"\benvelope\x18\x01 \x01(\fR\benvelope\x12\x0e\n" +
 	"\x02ip\x18\x02 \x01(\fR\x02ipB6Z4github.com/kadtracker/kadtracker/records/internal/pbb\x06proto3"
