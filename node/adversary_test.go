@@ -168,6 +168,11 @@ func TestFloodPuts(t *testing.T) {
 			c.Protect.PeerRate = RateLimit{Rate: 100, Burst: 300}
 			c.Protect.IPRate = RateLimit{Rate: 400, Burst: 800}
 			c.Protect.MaxStreamsPerPeer = 4
+			if i == 0 {
+				// The flooded node's store takes a moment per write, so
+				// a flooder's requests overlap and meet the stream cap.
+				c.Store = slowStore{records.NewMemory(records.Options{Limits: c.Limits}), time.Millisecond}
+			}
 		}))
 	}
 	an.refresh(nodes)
@@ -256,6 +261,17 @@ func TestFloodPuts(t *testing.T) {
 	if _, err := nodes[1].request(ctx, target.ID(), &pb.Request{Body: &pb.Request_Ping{Ping: &pb.Ping{Nonce: 7}}}); err != nil {
 		t.Errorf("flooded node stopped answering: %v", err)
 	}
+}
+
+// slowStore is a Store whose writes take a while.
+type slowStore struct {
+	records.Store
+	delay time.Duration
+}
+
+func (s slowStore) Put(ctx context.Context, e records.Entry) error {
+	time.Sleep(s.delay)
+	return s.Store.Put(ctx, e)
 }
 
 // TestNoThirdPartyAddress: a record cannot carry an address. The payload

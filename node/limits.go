@@ -35,8 +35,10 @@ type Protection struct {
 	// for. Past it, limiters that have refilled (and so equal a fresh one)
 	// are dropped, and when none has, half of them at random.
 	MaxTracked int
-	// MaxStreams bounds the record-protocol streams served at once, from
-	// all peers; MaxStreamsPerPeer from one peer.
+	// MaxStreams bounds the record-protocol requests served at once, from
+	// all peers; MaxStreamsPerPeer from one peer. A stream waiting for its
+	// next request does not count (RequestTimeout ends the wait; on a host
+	// New builds the resource manager bounds open streams too).
 	MaxStreams, MaxStreamsPerPeer int
 	// DiversityPerCpl and DiversityPerTable bound the routing-table entries
 	// from one IP group (kad-dht's peer diversity filter; a group is an
@@ -67,7 +69,7 @@ func DefaultProtection() Protection {
 		IPRate:            RateLimit{Rate: 200, Burst: 1000},
 		MaxTracked:        10_000,
 		MaxStreams:        1024,
-		MaxStreamsPerPeer: 32,
+		MaxStreamsPerPeer: 64,
 		DiversityPerCpl:   2,
 		DiversityPerTable: 3,
 		TargetsPerGroup:   2,
@@ -115,8 +117,8 @@ func (p Protection) validate() error {
 const (
 	RefusedPeerRate    = "peer_rate"    // a peer over PeerRate
 	RefusedIPRate      = "ip_rate"      // an address over IPRate
-	RefusedStreams     = "streams"      // MaxStreams streams were being served
-	RefusedPeerStreams = "peer_streams" // the peer had MaxStreamsPerPeer open
+	RefusedStreams     = "streams"      // MaxStreams requests were being served
+	RefusedPeerStreams = "peer_streams" // MaxStreamsPerPeer of the peer's were
 	RefusedBadRequest  = "bad_request"  // an unreadable or unknown request
 	RefusedRoutingIP   = "routing_ip"   // a routing-table entry over the diversity limits
 	RefusedTargetIP    = "target_ip"    // a storing node skipped over TargetsPerGroup
@@ -273,9 +275,9 @@ func (s *limiterSet[K]) size() int {
 	return len(s.m)
 }
 
-// streamGate counts the record-protocol streams being served, in all and
-// per peer. Its map holds only peers with a stream open, so it is bounded by
-// max.
+// streamGate counts the record-protocol requests being served, in all and
+// per peer. Its map holds only peers with a request in service, so it is
+// bounded by max.
 type streamGate struct {
 	max, perPeer int
 
@@ -288,7 +290,7 @@ func newStreamGate(max, perPeer int) *streamGate {
 	return &streamGate{max: max, perPeer: perPeer, peers: make(map[peer.ID]int)}
 }
 
-// enter admits a stream from p, or names the refusal.
+// enter admits a request from p, or names the refusal.
 func (g *streamGate) enter(p peer.ID) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -45,18 +45,6 @@ func (n *Node) handleStream(s network.Stream) {
 	localIP, _ := addrIP(s.Conn().LocalMultiaddr())
 	w := pbio.NewDelimitedWriter(s)
 	r := pbio.NewDelimitedReader(s, MaxRequestSize)
-	if why := n.guard.gate.enter(remote); why != "" {
-		// Read the request (it is small) so the answer is not lost to a
-		// reset, and answer it without serving it.
-		n.refuse(why, remote, remoteIP)
-		_ = s.SetDeadline(time.Now().Add(n.cfg.RequestTimeout))
-		var req pb.Request
-		if r.ReadMsg(&req) != nil || w.WriteMsg(failure(pb.Status_BUSY, errBusy)) != nil {
-			_ = s.Reset()
-		}
-		return
-	}
-	defer n.guard.gate.leave(remote)
 	for range maxRequestsPerStream {
 		_ = s.SetDeadline(time.Now().Add(n.cfg.RequestTimeout))
 		var req pb.Request
@@ -78,22 +66,37 @@ func (n *Node) handleStream(s network.Stream) {
 			}
 			return // the deferred Close lets the reason reach the peer
 		}
-		if why := n.guard.allow(remote, remoteIP); why != "" {
+		if why := n.admit(remote, remoteIP); why != "" {
 			n.refuse(why, remote, remoteIP)
 			if w.WriteMsg(failure(pb.Status_BUSY, errBusy)) != nil {
 				_ = s.Reset()
 			}
-			return // a peer over its rate gets no more of this stream
+			return // a peer over its limits gets no more of this stream
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
 		resp := n.serve(ctx, remote, remoteIP, localIP, &req)
 		cancel()
+		n.guard.gate.leave(remote)
 		if err := w.WriteMsg(resp); err != nil {
 			n.log.Debug("record response not sent", "peer", remote, "err", err)
 			_ = s.Reset()
 			return
 		}
 	}
+}
+
+// admit takes a place for serving one request from remote (the caller
+// leaves the gate when done) and a token of its rates, or names the
+// refusal.
+func (n *Node) admit(remote peer.ID, ip netip.Addr) string {
+	if why := n.guard.gate.enter(remote); why != "" {
+		return why
+	}
+	if why := n.guard.allow(remote, ip); why != "" {
+		n.guard.gate.leave(remote)
+		return why
+	}
+	return ""
 }
 
 // errBusy is the reason a BUSY response gives.
