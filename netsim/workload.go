@@ -232,6 +232,38 @@ type Results struct {
 	Schedule Schedule  `json:"-"`
 }
 
+// NoRepublish makes records live a day and never be republished within a
+// run, as the reliability model assumes: what the announces stored is all
+// the lookups can find.
+func NoRepublish(c *Config) {
+	c.Node.RecordTTL = 24 * time.Hour
+	c.Node.MaxRecordTTL = 24 * time.Hour
+	c.Node.RepublishInterval = 23 * time.Hour
+}
+
+// RunNetwork builds a network from cfg, runs w on it with seed, measures
+// the memory the network took, and closes it.
+func RunNetwork(ctx context.Context, cfg Config, w Uniform, seed uint64) (*Results, error) {
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	base := MemBaseline()
+	nw, err := New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	mem := nw.Memory(base)
+	res, err := w.Run(ctx, nw, seed)
+	if cerr := nw.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Memory = &mem
+	return res, nil
+}
+
 // Run runs the workload on nw: announces, pings, then each epoch's failures
 // and lookups. Every failed node is repaired before it returns.
 func (w Uniform) Run(ctx context.Context, nw *Network, seed uint64) (*Results, error) {

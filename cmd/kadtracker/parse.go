@@ -32,6 +32,7 @@ var commands = []command{
 	{name: "routing", summary: "list the DHT routing table", setup: setupRouting},
 	{name: "tsup", args: "links|swarms", summary: "show the TSUP overlay's links or swarms", setup: setupTSUP},
 	{name: "load", summary: "drive a daemon's fronts at a set rate; report throughput, latency, memory", setup: setupLoad},
+	{name: "netsim", args: "run | experiment NAME | process", summary: "simulate kadtracker networks and measure them against the reliability model", setup: setupNetsim},
 	{name: "version", summary: "print the version", setup: setupVersion},
 }
 

@@ -1,0 +1,169 @@
+package netsim
+
+import (
+	"fmt"
+	"image/color"
+	"math"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// series is one curve of a chart.
+type series struct {
+	name string
+	xs   []float64
+	ys   []float64
+	// lo and hi, if set, draw an error bar from lo[i] to hi[i].
+	lo, hi []float64
+	// points draws markers without a line (a measurement); otherwise a line
+	// (a model).
+	points bool
+	dashes bool
+}
+
+// chart describes a plot.
+type chart struct {
+	title, xlabel, ylabel string
+	logX                  bool
+	// yMin and yMax fix the y range when yMax > yMin.
+	yMin, yMax float64
+	series     []series
+}
+
+var palette = []color.Color{
+	color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
+	color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
+	color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
+	color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
+	color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
+	color.RGBA{R: 0x8c, G: 0x56, B: 0x4b, A: 0xff},
+	color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff},
+	color.RGBA{R: 0x17, G: 0xbe, B: 0xcf, A: 0xff},
+}
+
+// save renders the chart to path; the extension (.png, .svg) picks the format.
+func (c chart) save(path string) error {
+	p := plot.New()
+	p.Title.Text = c.title
+	p.X.Label.Text = c.xlabel
+	p.Y.Label.Text = c.ylabel
+	p.Legend.Top = false
+	p.Legend.Left = true
+	p.Add(plotter.NewGrid())
+	if c.logX {
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
+	if c.yMax > c.yMin {
+		p.Y.Min, p.Y.Max = c.yMin, c.yMax
+	}
+	for i, s := range c.series {
+		col := palette[i%len(palette)]
+		xys := make(plotter.XYs, 0, len(s.xs))
+		for j := range s.xs {
+			if math.IsNaN(s.ys[j]) || math.IsInf(s.ys[j], 0) {
+				continue
+			}
+			xys = append(xys, plotter.XY{X: s.xs[j], Y: s.ys[j]})
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		if s.points {
+			sc, err := plotter.NewScatter(xys)
+			if err != nil {
+				return err
+			}
+			sc.GlyphStyle.Color = col
+			sc.GlyphStyle.Radius = vg.Points(3)
+			sc.GlyphStyle.Shape = draw.CircleGlyph{}
+			ln, err := plotter.NewLine(xys)
+			if err != nil {
+				return err
+			}
+			ln.LineStyle.Color = col
+			ln.LineStyle.Width = vg.Points(0.5)
+			p.Add(ln, sc)
+			p.Legend.Add(s.name, sc)
+			if s.lo != nil {
+				eb := errBars{xys: xys}
+				for j := range s.xs {
+					eb.low = append(eb.low, s.ys[j]-s.lo[j])
+					eb.high = append(eb.high, s.hi[j]-s.ys[j])
+				}
+				bars, err := plotter.NewYErrorBars(eb)
+				if err != nil {
+					return err
+				}
+				bars.LineStyle.Color = col
+				p.Add(bars)
+			}
+			continue
+		}
+		ln, err := plotter.NewLine(xys)
+		if err != nil {
+			return err
+		}
+		ln.LineStyle.Color = col
+		ln.LineStyle.Width = vg.Points(1.5)
+		if s.dashes {
+			ln.LineStyle.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+		}
+		p.Add(ln)
+		p.Legend.Add(s.name, ln)
+	}
+	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, path); err != nil {
+		return fmt.Errorf("netsim: plot %s: %w", path, err)
+	}
+	return nil
+}
+
+// errBars adapts error bars to plotter.YErrorer.
+type errBars struct {
+	xys       plotter.XYs
+	low, high []float64
+}
+
+func (e errBars) Len() int                    { return len(e.xys) }
+func (e errBars) XY(i int) (float64, float64) { return e.xys[i].X, e.xys[i].Y }
+func (e errBars) YError(i int) (float64, float64) {
+	return math.Max(e.low[i], 0), math.Max(e.high[i], 0)
+}
+
+// barGroup is one set of bars of a grouped bar chart.
+type barGroup struct {
+	name   string
+	values []float64
+}
+
+// saveBars renders a grouped bar chart: one bar per group at each category.
+func saveBars(path, title, xlabel, ylabel string, categories []string, groups []barGroup) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = xlabel
+	p.Y.Label.Text = ylabel
+	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	w := vg.Points(float64(min(20, 120/max(len(groups), 1))))
+	for i, g := range groups {
+		vals := make(plotter.Values, len(categories))
+		copy(vals, g.values)
+		b, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return err
+		}
+		b.Color = palette[i%len(palette)]
+		b.LineStyle.Width = 0
+		b.Offset = w * vg.Length(float64(i)-float64(len(groups)-1)/2)
+		p.Add(b)
+		p.Legend.Add(g.name, b)
+	}
+	p.NominalX(categories...)
+	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, path); err != nil {
+		return fmt.Errorf("netsim: plot %s: %w", path, err)
+	}
+	return nil
+}
