@@ -21,6 +21,10 @@ type Peer struct {
 	Seed      bool
 	Announcer peer.ID
 	Expires   time.Time
+	// Bridged marks an endpoint a bridged record names explicitly (a peer
+	// the announcer learned from a classic tracker or serves as one),
+	// rather than the announcer's own client.
+	Bridged bool
 }
 
 // LookupStats describe one lookup.

@@ -70,6 +70,11 @@ type Config struct {
 	RepublishInterval time.Duration
 	// MaxRecordTTL is the longest TTL this node accepts from others.
 	MaxRecordTTL time.Duration
+	// BridgedRecordTTL is the TTL of a record carrying bridged endpoints
+	// (PublishBridged), when shorter than RecordTTL: such peers come from
+	// classic trackers and go stale sooner. It must exceed
+	// RepublishInterval and be at most records.MaxBridgedTTL.
+	BridgedRecordTTL time.Duration
 	// RequestTimeout bounds one record-protocol request to one peer.
 	RequestTimeout time.Duration
 	// Limits cap the record store. Limits.Exempt also exempts addresses
@@ -103,6 +108,7 @@ func DefaultConfig() Config {
 		RecordTTL:         30 * time.Minute,
 		RepublishInterval: 10 * time.Minute,
 		MaxRecordTTL:      2 * time.Hour,
+		BridgedRecordTTL:  15 * time.Minute,
 		RequestTimeout:    10 * time.Second,
 		Limits:            records.DefaultLimits(),
 		Protect:           DefaultProtection(),
@@ -129,6 +135,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRecordTTL < c.RecordTTL {
 		errs = append(errs, fmt.Errorf("node: max record TTL %s is shorter than our own TTL %s", c.MaxRecordTTL, c.RecordTTL))
+	}
+	if c.BridgedRecordTTL <= c.RepublishInterval || c.BridgedRecordTTL > records.MaxBridgedTTL {
+		errs = append(errs, fmt.Errorf("node: bridged record TTL %s must exceed the republish interval %s and be at most %s", c.BridgedRecordTTL, c.RepublishInterval, records.MaxBridgedTTL))
 	}
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("node: request timeout must be positive"))

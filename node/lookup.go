@@ -76,15 +76,37 @@ func (n *Node) Lookup(ctx context.Context, key records.Key, want int) (LookupRes
 			}
 		}
 	}
-	var seeds, leechers int
+	var (
+		seeds, leechers int
+		bridged         []Peer
+		seen            = make(map[netip.AddrPort]bool)
+	)
 	for _, e := range best {
+		for _, ep := range e.Endpoints {
+			bridged = append(bridged, Peer{Endpoint: ep, Announcer: e.Announcer, Expires: e.Expires, Bridged: true})
+		}
+		if e.Port == 0 {
+			continue // bridged endpoints only
+		}
 		if e.Seed {
 			seeds++
 		} else {
 			leechers++
 		}
 		if len(res.Peers) < want {
+			seen[e.Endpoint()] = true
 			res.Peers = append(res.Peers, Peer{Endpoint: e.Endpoint(), Seed: e.Seed, Announcer: e.Announcer, Expires: e.Expires})
+		}
+	}
+	// Bridged endpoints fill what room is left: a peer that announces
+	// through a daemon of its own comes first, and once.
+	for _, p := range bridged {
+		if len(res.Peers) >= want {
+			break
+		}
+		if !seen[p.Endpoint] {
+			seen[p.Endpoint] = true
+			res.Peers = append(res.Peers, p)
 		}
 	}
 	res.Seeds = max(res.Seeds, seeds)

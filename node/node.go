@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -58,6 +59,7 @@ type Node struct {
 
 	mu        sync.Mutex
 	announced map[records.Key]announcement
+	bridged   map[records.Key][]netip.AddrPort // endpoints PublishBridged keeps published
 	lastSeq   uint64
 
 	stats     counters
@@ -91,6 +93,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		now:       cfg.Clock,
 		store:     cfg.Store,
 		announced: make(map[records.Key]announcement),
+		bridged:   make(map[records.Key][]netip.AddrPort),
 		refused:   newTally(refusalNames),
 		rejected:  newTally(rejectNames),
 	}

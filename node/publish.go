@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,13 +41,19 @@ func (n *Node) Announce(ctx context.Context, key records.Key, port uint16, seed 
 
 // Withdraw stops republishing key and asks the storing nodes to drop the
 // record. It returns an error only when no storing node could be told.
+// Bridged endpoints of key (PublishBridged) stay published.
 func (n *Node) Withdraw(ctx context.Context, key records.Key) error {
 	n.mu.Lock()
 	a, ok := n.announced[key]
 	delete(n.announced, key)
+	_, bridged := n.bridged[key]
 	n.mu.Unlock()
 	if !ok {
 		return nil
+	}
+	if bridged {
+		_, err := n.publish(ctx, key, 0, false, false)
+		return err
 	}
 	res, err := n.publish(ctx, key, a.port, a.seed, true)
 	if err != nil {
@@ -55,6 +63,73 @@ func (n *Node) Withdraw(ctx context.Context, key records.Key) error {
 		return fmt.Errorf("node: withdraw of %s reached none of %d storing nodes", key, res.Targets)
 	}
 	return nil
+}
+
+// PublishBridged publishes endpoints, peers of key this node learned from
+// classic trackers (or serves as a public tracker), as a bridged record
+// signed by this node, and keeps republishing them until WithdrawBridged
+// or Close. The record also carries this node's own client of key, if it
+// announces one: a node has one record per key. At most
+// records.MaxEndpoints endpoints are published; unusable ones are dropped.
+func (n *Node) PublishBridged(ctx context.Context, key records.Key, endpoints []netip.AddrPort) (AnnounceResult, error) {
+	if key.IsZero() {
+		return AnnounceResult{}, records.ErrBadKey
+	}
+	if n.ctx.Err() != nil {
+		return AnnounceResult{}, ErrClosed
+	}
+	eps := bridgeable(endpoints)
+	if len(eps) == 0 {
+		return AnnounceResult{}, n.WithdrawBridged(ctx, key)
+	}
+	n.mu.Lock()
+	n.bridged[key] = eps
+	a, own := n.announced[key]
+	n.mu.Unlock()
+	return n.publish(ctx, key, a.port, own && a.seed, false)
+}
+
+// WithdrawBridged stops publishing key's bridged endpoints: the record
+// goes back to this node's own client, or is withdrawn when there is none.
+func (n *Node) WithdrawBridged(ctx context.Context, key records.Key) error {
+	n.mu.Lock()
+	_, ok := n.bridged[key]
+	delete(n.bridged, key)
+	a, own := n.announced[key]
+	n.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	_, err := n.publish(ctx, key, a.port, a.seed, !own)
+	return err
+}
+
+// Bridged lists the keys whose bridged endpoints this node keeps published.
+func (n *Node) Bridged() map[records.Key][]netip.AddrPort {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make(map[records.Key][]netip.AddrPort, len(n.bridged))
+	for k, eps := range n.bridged {
+		out[k] = slices.Clone(eps)
+	}
+	return out
+}
+
+// bridgeable keeps the first records.MaxEndpoints distinct endpoints a
+// bridged record may carry.
+func bridgeable(endpoints []netip.AddrPort) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, ep := range endpoints {
+		if len(out) == records.MaxEndpoints {
+			break
+		}
+		ep = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
+		if records.CheckEndpoint(ep) != nil || slices.Contains(out, ep) {
+			continue
+		}
+		out = append(out, ep)
+	}
+	return out
 }
 
 // nextSeq returns a sequence number above every earlier one, also across
@@ -69,7 +144,8 @@ func (n *Node) nextSeq() uint64 {
 
 // publish seals a record and PUTs it to the m closest nodes, moving on to the
 // next closest when one refuses or fails, so m copies exist when m nodes can
-// take one.
+// take one. Unless withdrawn, the record carries key's bridged endpoints,
+// if any (port is then 0 when this node has no client of key).
 func (n *Node) publish(ctx context.Context, key records.Key, port uint16, seed, withdrawn bool) (AnnounceResult, error) {
 	rec := records.Record{
 		Key:       key,
@@ -79,6 +155,15 @@ func (n *Node) publish(ctx context.Context, key records.Key, port uint16, seed, 
 		Seq:       n.nextSeq(),
 		Expires:   n.now().Add(n.cfg.RecordTTL),
 		Withdrawn: withdrawn,
+	}
+	if !withdrawn {
+		n.mu.Lock()
+		eps := n.bridged[key]
+		n.mu.Unlock()
+		if len(eps) > 0 {
+			rec.Bridged, rec.Endpoints = true, eps
+			rec.Expires = n.now().Add(min(n.cfg.RecordTTL, n.cfg.BridgedRecordTTL))
+		}
 	}
 	env, err := records.Seal(rec, n.key)
 	if err != nil {
@@ -258,9 +343,14 @@ func (n *Node) republishLoop() {
 		case <-t.C:
 		}
 		n.mu.Lock()
-		todo := make(map[records.Key]announcement, len(n.announced))
+		todo := make(map[records.Key]announcement, len(n.announced)+len(n.bridged))
 		for k, a := range n.announced {
 			todo[k] = a
+		}
+		for k := range n.bridged {
+			if _, ok := todo[k]; !ok {
+				todo[k] = announcement{} // bridged endpoints only
+			}
 		}
 		n.mu.Unlock()
 		for k, a := range todo {

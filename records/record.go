@@ -271,6 +271,10 @@ func (r Record) check() error {
 	return nil
 }
 
+// CheckEndpoint reports whether ep may stand in a bridged record: a
+// unicast address (IPv4 unmapped), no zone, a nonzero port.
+func CheckEndpoint(ep netip.AddrPort) error { return checkEndpoint(ep) }
+
 // checkEndpoint accepts what a BitTorrent client can dial: a unicast
 // address (IPv4 unmapped), no zone, a nonzero port.
 func checkEndpoint(ep netip.AddrPort) error {
