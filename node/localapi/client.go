@@ -177,6 +177,13 @@ func (c *Client) TSUPSwarms(ctx context.Context) ([]TSUPSwarm, error) {
 	return res.Swarms, err
 }
 
+// Bridge returns the state of the daemon's bridge to classic trackers.
+func (c *Client) Bridge(ctx context.Context) (BridgeState, error) {
+	var res BridgeState
+	err := c.do(ctx, http.MethodGet, "/v1/bridge", nil, nil, &res)
+	return res, err
+}
+
 // Routing lists the daemon's routing table.
 func (c *Client) Routing(ctx context.Context) ([]RoutingPeer, error) {
 	var res RoutingResult

@@ -14,6 +14,7 @@
 //	GET  /v1/routing
 //	GET  /v1/tsup/links    (404 unless the daemon runs TSUP)
 //	GET  /v1/tsup/swarms
+//	GET  /v1/bridge        (404 unless the daemon bridges to classic trackers)
 //
 // The package talks to the node through Backend, an interface it owns, so it
 // never imports the node.
@@ -212,6 +213,8 @@ func route(path string) (method string, h handler, ok bool) {
 		return http.MethodGet, (*Server).tsupLinks, true
 	case "/v1/tsup/swarms":
 		return http.MethodGet, (*Server).tsupSwarms, true
+	case "/v1/bridge":
+		return http.MethodGet, (*Server).bridge, true
 	}
 	return "", nil, false
 }
@@ -426,6 +429,23 @@ func (s *Server) tsupSwarms(ctx context.Context, _ *http.Request) (any, error) {
 		return nil, err
 	}
 	return TSUPSwarmsResult{Swarms: nonNil(swarms)}, nil
+}
+
+func (s *Server) bridge(ctx context.Context, _ *http.Request) (any, error) {
+	bb, ok := s.b.(BridgeBackend)
+	if !ok || !bb.BridgeEnabled() {
+		return nil, &httpError{http.StatusNotFound, "the bridge is off: start the daemon with --bridge-trackers"}
+	}
+	st, err := bb.Bridge(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st.Trackers = nonNil(st.Trackers)
+	st.Swarms = slices.Clone(nonNil(st.Swarms))
+	for i := range st.Swarms {
+		st.Swarms[i].Trackers = nonNil(st.Swarms[i].Trackers)
+	}
+	return st, nil
 }
 
 func (s *Server) routing(ctx context.Context, _ *http.Request) (any, error) {

@@ -67,6 +67,13 @@ type Peer struct {
 	Port      uint16 `json:"port"`
 	Seed      bool   `json:"seed"`
 	Announcer string `json:"announcer"` // peer ID of the daemon that announced it
+	// Source is where the peer came from: "dht" (a record its own daemon
+	// published), "bridged" (a record a daemon published for peers it
+	// learned from a classic tracker or serves as one), "tracker" (this
+	// daemon's bridge to classic trackers) or "tsup" (the TSUP overlay).
+	Source string `json:"source,omitempty"`
+	// Tracker is the classic tracker's announce URL, for source "tracker".
+	Tracker string `json:"tracker,omitempty"`
 }
 
 // LookupStats describe one lookup.
@@ -158,6 +165,48 @@ type TSUPLinksResult struct {
 // TSUPSwarmsResult is the answer to GET /v1/tsup/swarms.
 type TSUPSwarmsResult struct {
 	Swarms []TSUPSwarm `json:"swarms"`
+}
+
+// BridgeBackend is implemented by a Backend whose daemon may bridge to
+// classic trackers.
+type BridgeBackend interface {
+	BridgeEnabled() bool
+	Bridge(ctx context.Context) (BridgeState, error)
+}
+
+// BridgeState is the answer to GET /v1/bridge.
+type BridgeState struct {
+	Trackers []string      `json:"trackers"` // announce URLs
+	Swarms   []BridgeSwarm `json:"swarms"`
+	// Published counts the swarms whose tracker peers this daemon keeps
+	// published in the DHT as bridged records.
+	Published int `json:"published"`
+}
+
+// BridgeSwarm is one infohash a local client announces, as bridged.
+type BridgeSwarm struct {
+	Infohash string           `json:"infohash"` // the 20-byte tracker infohash, hex
+	Port     uint16           `json:"port"`     // the client's port, announced for it
+	Seed     bool             `json:"seed"`
+	Stopping bool             `json:"stopping,omitempty"` // the client stopped; stopped is going out
+	Trackers []BridgeAnnounce `json:"trackers"`
+}
+
+// BridgeAnnounce is one swarm on one classic tracker.
+type BridgeAnnounce struct {
+	URL          string    `json:"url"`
+	LastAnnounce time.Time `json:"last_announce,omitzero"`
+	LastSuccess  time.Time `json:"last_success,omitzero"`
+	NextAnnounce time.Time `json:"next_announce,omitzero"` // absent while one runs
+	IntervalS    int       `json:"interval_s"`             // the tracker's interval
+	MinIntervalS int       `json:"min_interval_s,omitempty"`
+	Seeders      int       `json:"seeders"`
+	Leechers     int       `json:"leechers"`
+	Peers        int       `json:"peers"` // peers kept from its last answer
+	Fails        int       `json:"fails"` // failures in a row
+	Error        string    `json:"error,omitempty"`
+	Failure      bool      `json:"failure,omitempty"` // error is the tracker's own failure reason
+	Warning      string    `json:"warning,omitempty"`
 }
 
 // errorBody is every non-200 answer.

@@ -53,6 +53,12 @@ type Config struct {
 	// start a DHT walk each. A call that finds no slot waits for the next
 	// sweep (announces, withdraws) or the next announce (lookups).
 	NodeConcurrency int
+	// ExternalIP sends BEP 24's "external ip" (the requester's address as
+	// seen) in HTTP answers: for a tracker serving clients on other hosts.
+	ExternalIP bool
+	// Allow, if set, is asked about every announced infohash; an announce
+	// of one it refuses fails with a reason, and a scrape reports zeros.
+	Allow func(infohash [20]byte) bool
 	// Clock is the time source.
 	Clock func() time.Time
 	// Logger receives the front's logs (per-request trouble at Debug).

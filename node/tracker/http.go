@@ -145,6 +145,9 @@ func (h *httpFront) announce(r *http.Request, sc *scratch) []byte {
 		Peers:       sc.peers,
 		Warning:     ans.warning,
 	}
+	if h.t.cfg.ExternalIP {
+		resp.ExternalIP = from
+	}
 	return wire.AppendAnnounceResponse(sc.out[:0], &resp, ar.PeerForm())
 }
 

@@ -40,8 +40,9 @@ var (
 	// ErrClosed is returned by Serve and ServeUDP on a closed Tracker.
 	ErrClosed = errors.New("tracker: closed")
 
-	errShutdown = clientError("tracker is shutting down")
-	errFull     = clientError("tracker is full: too many torrents announced at once")
+	errShutdown   = clientError("tracker is shutting down")
+	errNotAllowed = clientError("torrent not allowed on this tracker")
+	errFull       = clientError("tracker is full: too many torrents announced at once")
 )
 
 // reason is the failure text a client sees for err: parse errors and the
@@ -267,6 +268,10 @@ func (t *Tracker) begin(req *request) (s *swarm, wait <-chan struct{}, err error
 	defer t.mu.Unlock()
 	if t.closed {
 		return nil, nil, errShutdown
+	}
+	if t.cfg.Allow != nil && !t.cfg.Allow(req.infohash) {
+		t.stats.refused.Add(1)
+		return nil, nil, errNotAllowed
 	}
 	s = t.swarms[req.infohash]
 	if req.event == wire.EventStopped {
@@ -656,6 +661,20 @@ func (t *Tracker) finish(s *swarm, req *request, dst []netip.AddrPort) answer {
 	return a
 }
 
+// Clients returns the endpoints of the clients announcing each swarm (their
+// source address and announced port), for a daemon that publishes them.
+func (t *Tracker) Clients() map[records.Key][]netip.AddrPort {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[records.Key][]netip.AddrPort)
+	for _, s := range t.swarms {
+		for _, c := range s.clients {
+			out[s.key] = append(out[s.key], c.ep)
+		}
+	}
+	return out
+}
+
 // scrape appends the counts of each infohash, from the cache only (zeros
 // for an infohash the daemon does not track).
 func (t *Tracker) scrape(hashes [][20]byte, dst []wire.ScrapeFile) []wire.ScrapeFile {
@@ -664,7 +683,7 @@ func (t *Tracker) scrape(hashes [][20]byte, dst []wire.ScrapeFile) []wire.Scrape
 	defer t.mu.Unlock()
 	for _, h := range hashes {
 		f := wire.ScrapeFile{InfoHash: h}
-		if s := t.swarms[h]; s != nil {
+		if s := t.swarms[h]; s != nil && (t.cfg.Allow == nil || t.cfg.Allow(h)) {
 			f.Complete, f.Incomplete = s.counts()
 		}
 		dst = append(dst, f)
