@@ -8,6 +8,7 @@ import (
 	"github.com/kadtracker/kadtracker/node"
 	"github.com/kadtracker/kadtracker/node/localapi"
 	"github.com/kadtracker/kadtracker/node/tracker"
+	"github.com/kadtracker/kadtracker/node/tracker/bridge"
 	"github.com/kadtracker/kadtracker/records"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -31,7 +32,9 @@ type apiBackend struct {
 	n nodeAPI
 	// trackerHTTP and trackerUDP are the tracker front's announce URLs.
 	trackerHTTP, trackerUDP string
-	overlay                 *overlay // nil without TSUP
+	overlay                 *overlay          // nil without TSUP
+	bridge                  *bridge.Announcer // nil without --bridge-trackers
+	published               *bridgedPublisher // nil unless bridged records are published
 }
 
 var _ localapi.Backend = apiBackend{}
@@ -72,13 +75,19 @@ func (b apiBackend) Peers(ctx context.Context, key records.Key, want int) (local
 	}
 	peers := make([]localapi.Peer, len(res.Peers))
 	for i, p := range res.Peers {
+		source := "dht"
+		if p.Bridged {
+			source = "bridged"
+		}
 		peers[i] = localapi.Peer{
 			IP:        ipString(p.Endpoint.Addr()),
 			Port:      p.Endpoint.Port(),
 			Seed:      p.Seed,
 			Announcer: p.Announcer.String(),
+			Source:    source,
 		}
 	}
+	peers = append(peers, b.livePeers(key)...)
 	return localapi.PeersResult{
 		Peers:    peers,
 		Seeds:    res.Seeds,
@@ -168,10 +177,13 @@ func (b trackerBackend) Lookup(ctx context.Context, key records.Key, want int) (
 	self := b.n.ID()
 	sw := tracker.Swarm{Seeds: res.Seeds, Leechers: res.Leechers, Peers: make([]tracker.Peer, 0, len(res.Peers))}
 	for _, p := range res.Peers {
+		if p.Bridged && p.Announcer == self {
+			continue // this daemon's own bridge: its peers reach the front live
+		}
 		sw.Peers = append(sw.Peers, tracker.Peer{
 			Endpoint: netip.AddrPortFrom(p.Endpoint.Addr().Unmap(), p.Endpoint.Port()),
 			Seed:     p.Seed,
-			Local:    p.Announcer == self,
+			Local:    p.Announcer == self && !p.Bridged,
 		})
 	}
 	return sw, nil

@@ -35,6 +35,7 @@ type daemonCmd struct {
 	dht     bool
 	tsup    tsupFlags
 	metrics metricsFlags
+	bridge  bridgeFlags
 }
 
 // defaultTrackerAddr is where BitTorrent clients on this host announce.
@@ -63,6 +64,7 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 	fs.BoolVar(&d.dht, "dht", d.dht, "join the DHT; false runs a plain tracker for local clients (and the TSUP overlay)")
 	d.tsup.register(fs)
 	d.metrics.register(fs)
+	d.bridge.register(fs)
 
 	return func(pos []string) (runner, error) {
 		if err := wantArgs(pos); err != nil {
@@ -131,13 +133,14 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) (err error) {
 	release = append(release, dm.Close)
 	release = append(release, func() error { logger.Info("stopped"); return nil })
 	var n nodeAPI = offlineNode{started: time.Now()}
+	var dhtNode *node.Node
 	if d.dht {
 		dn, err := node.New(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("starting the node: %w", err)
 		}
 		release = append(release, dn.Close)
-		n = dn
+		n, dhtNode = dn, dn
 	}
 	st := n.Stats()
 	logger.Info("kadtracker started", "peer_id", st.PeerID.String(), "data_dir", cfg.DataDir, "dht_mode", st.DHTMode, "replication", st.Replication)
@@ -159,6 +162,18 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) (err error) {
 	}
 
 	var faces []face
+	if dhtNode != nil && d.bridge.publish && len(d.bridge.trackers) > 0 {
+		backend.published = newBridgedPublisher(dhtNode, logger)
+		faces = append(faces, face{"bridged records", backend.published.run})
+	}
+	if backend.bridge, err = d.bridge.open(logger, backend.onTrackerPeers); err != nil {
+		return err
+	}
+	if backend.bridge != nil {
+		release = append(release, backend.bridge.Close)
+		frontNode = bridgeNode{Node: frontNode, a: backend.bridge, pub: backend.published, log: logger}
+		logger.Info("bridge to classic trackers", "trackers", strings.Join(d.bridge.trackers, ","), "publish", backend.published != nil)
+	}
 	if httpLn != nil || udpConn != nil {
 		tcfg := tracker.DefaultConfig()
 		tcfg.Logger = logger.With("component", "tracker")

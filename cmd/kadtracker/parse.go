@@ -31,6 +31,7 @@ var commands = []command{
 	{name: "records", summary: "list the records this daemon stores for others", setup: setupRecords},
 	{name: "routing", summary: "list the DHT routing table", setup: setupRouting},
 	{name: "tsup", args: "links|swarms", summary: "show the TSUP overlay's links or swarms", setup: setupTSUP},
+	{name: "bridge", summary: "show the bridge to classic trackers: its swarms, answers and errors", setup: setupBridge},
 	{name: "load", summary: "drive a daemon's fronts at a set rate; report throughput, latency, memory", setup: setupLoad},
 	{name: "netsim", args: "run | experiment NAME | process", summary: "simulate kadtracker networks and measure them against the reliability model", setup: setupNetsim},
 	{name: "version", summary: "print the version", setup: setupVersion},

@@ -64,6 +64,7 @@ func daemonWant(f func(d *daemonCmd)) *daemonCmd {
 	d.trackerHTTP, d.trackerUDP = defaultTrackerAddr, defaultTrackerAddr
 	def := tsup.DefaultConfig()
 	d.dht, d.tsup.hello, d.tsup.update, d.tsup.disconnect = true, def.HelloInterval, def.UpdateInterval, def.DisconnectInterval
+	d.bridge.publish = true
 	if f != nil {
 		f(d)
 	}
