@@ -260,11 +260,10 @@ func (ec ExperimentConfig) runM(ctx context.Context) error {
 		series: []series{
 			measured("measured", points),
 			line("R_DHT=(1-(1-Rp)^m)^k, k=hops", points, func(p Point) float64 { return p.ModelSuccess }, false),
-			modelCurve("R_server n=m, Rs=Rp (= replica bound)", xs, func(x float64) float64 { return RServer(ec.Rp, int(x)) }),
+			line("R_server n=m, Rs=Rp (= replica bound)", points, func(p Point) float64 { return p.ReplicaBound }, true),
 			modelCurve("R_server n=1, Rs=Rp", xs, func(float64) float64 { return RServer(ec.Rp, 1) }),
 		},
 	}
-	c.series[2].dashes = true
 	return c.save(filepath.Join(ec.Out, "m.png"))
 }
 

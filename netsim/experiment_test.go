@@ -115,3 +115,45 @@ func TestEvolution(t *testing.T) {
 		isPNG(t, filepath.Join(ec.Out, name))
 	}
 }
+
+// Churn with republishing: nodes fail and come back, lookups keep finding
+// records, and the repair model brackets the measurement loosely.
+func TestChurn(t *testing.T) {
+	ec := DefaultExperimentConfig()
+	ec.Name, ec.Out, ec.Nodes = "churn", t.TempDir(), 24
+	ec.Replication = []int{2}
+	ec.Latency = FixedLatency(time.Millisecond)
+	ec.Churn = Churn{
+		MTTF: 30 * time.Minute, MTTR: 30 * time.Minute, Republish: []time.Duration{10 * time.Minute}, TTLFactor: 3,
+		WarmupHours: 0.25, Hours: 1, SecondsPerHour: 6, Keys: 4, LookupsPerHour: 120, Concurrency: 4,
+	}
+	var log bytes.Buffer
+	ec.Log = &log
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := RunExperiment(ctx, ec); err != nil {
+		t.Fatal(err)
+	}
+	t.Log(log.String())
+	var doc struct{ Results []ChurnResult }
+	b, err := os.ReadFile(filepath.Join(ec.Out, "churn.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	r := doc.Results[0]
+	if r.Lookups < 100 || r.Failures < 10 {
+		t.Fatalf("%d lookups and %d failures: the churn did not run", r.Lookups, r.Failures)
+	}
+	if r.DownMean < 0.25 || r.DownMean > 0.75 {
+		t.Fatalf("%.2f of churning nodes down on average, want about half", r.DownMean)
+	}
+	// With republishing every third of a session, success beats the no-repair
+	// bound; lookups of 24 nodes are few, so only loosely.
+	if r.SuccessRate < r.ReplicaBound-0.1 || r.SuccessRate > 1 {
+		t.Fatalf("success %.3f, no-repair bound %.3f, repair model %.3f", r.SuccessRate, r.ReplicaBound, r.RepairModel)
+	}
+	isPNG(t, filepath.Join(ec.Out, "churn.png"))
+}

@@ -301,11 +301,16 @@ func TestModel(t *testing.T) {
 		{"R_server", RServer(0.9, 2), 0.99},
 		{"lifespan", Lifespan(100, 10, 1), 10 * math.Log(100)},
 		{"lifespan dead at birth", Lifespan(1, 10, 2), 0},
+		{"repair model, instant republish", RepairModel(time.Hour, time.Hour, time.Nanosecond, 2), 1},
+		{"repair model, no republish", math.Round(1e3*RepairModel(time.Hour, time.Hour, 1000*time.Hour, 2)) / 1e3, 0.75},
 	}
 	for _, c := range cases {
 		if !near(c.got, c.want) {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
+	}
+	if a, b := RepairModel(time.Hour, time.Hour, 10*time.Minute, 2), RepairModel(time.Hour, time.Hour, time.Hour, 2); !(a > b && b > 0.75) {
+		t.Errorf("repair model: %v at 10 min, %v at an hour: want falling towards 0.75", a, b)
 	}
 	lo, hi := Wilson(50, 100, 1.96)
 	if !(lo > 0.39 && lo < 0.41 && hi > 0.59 && hi < 0.61) {

@@ -115,6 +115,21 @@ func (c chart) save(path string) error {
 		p.Add(ln)
 		p.Legend.Add(s.name, ln)
 	}
+	if c.logX {
+		// A log axis needs a positive range that is not a single point.
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, s := range c.series {
+			for _, x := range s.xs {
+				if x > 0 {
+					lo, hi = math.Min(lo, x), math.Max(hi, x)
+				}
+			}
+		}
+		if lo > hi {
+			lo, hi = 1, 10
+		}
+		p.X.Min, p.X.Max = lo/1.2, hi*1.2
+	}
 	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, path); err != nil {
 		return fmt.Errorf("netsim: plot %s: %w", path, err)
 	}
