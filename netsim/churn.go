@@ -396,7 +396,7 @@ func (ec ExperimentConfig) runChurn(ctx context.Context) error {
 		return err
 	}
 	ch := chart{
-		title: fmt.Sprintf("Lookup success under churn against the republish interval (N=%d, MTTF=%s, MTTR=%s)", ec.Nodes, c.MTTF, c.MTTR),
+		title:  fmt.Sprintf("Lookup success under churn against the republish interval (N=%d, MTTF=%s, MTTR=%s)", ec.Nodes, c.MTTF, c.MTTR),
 		xlabel: "republish interval / MTTF (log scale)", ylabel: "lookup success", logX: true, yMin: 0.5, yMax: 1.01,
 	}
 	var xs []float64
