@@ -252,3 +252,50 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// keyNode records the keys it is asked about.
+type keyNode struct {
+	fakeNode
+	keys []records.Key
+}
+
+func (k *keyNode) Announce(_ context.Context, key records.Key, _ uint16, _ bool) (node.AnnounceResult, error) {
+	k.keys = append(k.keys, key)
+	return node.AnnounceResult{}, nil
+}
+
+func (k *keyNode) Lookup(_ context.Context, key records.Key, _ int) (node.LookupResult, error) {
+	k.keys = append(k.keys, key)
+	return node.LookupResult{}, nil
+}
+
+func (k *keyNode) Withdraw(_ context.Context, key records.Key) error {
+	k.keys = append(k.keys, key)
+	return nil
+}
+
+// A v2 infohash typed on the CLI reaches the swarm BitTorrent clients
+// announce to trackers: BEP 52's 20-byte truncation. v1 keys pass unchanged.
+func TestAPIBackendTruncatesV2(t *testing.T) {
+	v2 := "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
+	key, err := records.ParseKey(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated, _ := records.ParseKey(v2[:40])
+	n := &keyNode{}
+	b := apiBackend{n: n}
+	ctx := context.Background()
+	b.Announce(ctx, key, 6881, true)
+	b.Peers(ctx, key, 10)
+	b.Withdraw(ctx, key)
+	b.Peers(ctx, truncated, 10)
+	for i, k := range n.keys {
+		if k != truncated {
+			t.Errorf("call %d reached %s, want the truncated %s", i, k, truncated)
+		}
+	}
+	if len(n.keys) != 4 {
+		t.Fatalf("%d calls", len(n.keys))
+	}
+}
