@@ -178,6 +178,9 @@ func (ec ExperimentConfig) logPoint(p Point) {
 	fmt.Fprintf(ec.Log, "%s x=%g N=%d m=%d rp=%.2f: success %.3f [%.3f, %.3f], holders alive %.3f, R_DHT %.3f, bound %.3f, hops %.2f, latency p50 %.0f ms = %.1f RTT (%.0fs)\n",
 		p.Experiment, p.X, r.Nodes, r.Replication, r.Rp, r.SuccessRate, r.SuccessCI95[0], r.SuccessCI95[1],
 		r.HolderAliveRate, r.ModelSuccess, r.ReplicaBound, r.HopsMean, r.LatencyMS.P50, r.LatencyRTT.P50, r.Seconds)
+	if r.Republishes > 0 {
+		fmt.Fprintf(ec.Log, "warning: %d records were republished during that run; its lookups may have found records put back after the failures\n", r.Republishes)
+	}
 }
 
 // runRp sweeps Rp, one network per m.
