@@ -45,7 +45,7 @@ func (t *Tracker) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }() // waited for below
+	go func() { errc <- srv.Serve(newLimitListener(ln, maxHTTPConns)) }() // waited for below
 	select {
 	case err := <-errc:
 		return err
