@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -129,10 +130,39 @@ func (n bridgeNode) LivePeers(key records.Key) []tracker.Peer {
 	}
 	if ih, ok := trackerwire.TrackerInfohash(key); ok {
 		for _, p := range n.a.Peers(ih) {
-			out = append(out, tracker.Peer{Endpoint: p.Addr})
+			// A tracker hands this host's client back to it (most send no
+			// BEP 24 external ip): an address of this host is marked
+			// Local, so the front never gives a client its own endpoint.
+			out = append(out, tracker.Peer{Endpoint: p.Addr, Local: hostAddrs.has(p.Addr.Addr())})
 		}
 	}
 	return out
+}
+
+// hostAddrs are this host's interface addresses, read at most once every
+// 30 seconds.
+var hostAddrs = &addrCache{}
+
+type addrCache struct {
+	mu    sync.Mutex
+	read  time.Time
+	addrs []netip.Addr
+}
+
+func (c *addrCache) has(a netip.Addr) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.read) > 30*time.Second {
+		c.read, c.addrs = time.Now(), nil
+		if ifas, err := net.InterfaceAddrs(); err == nil {
+			for _, ifa := range ifas {
+				if p, err := netip.ParsePrefix(ifa.String()); err == nil {
+					c.addrs = append(c.addrs, p.Addr().Unmap())
+				}
+			}
+		}
+	}
+	return slices.Contains(c.addrs, a.Unmap())
 }
 
 var _ tracker.LiveSource = bridgeNode{}

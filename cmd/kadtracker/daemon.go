@@ -36,6 +36,7 @@ type daemonCmd struct {
 	tsup    tsupFlags
 	metrics metricsFlags
 	bridge  bridgeFlags
+	public  publicFlags
 }
 
 // defaultTrackerAddr is where BitTorrent clients on this host announce.
@@ -65,6 +66,7 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 	d.tsup.register(fs)
 	d.metrics.register(fs)
 	d.bridge.register(fs)
+	d.public.register(fs)
 
 	return func(pos []string) (runner, error) {
 		if err := wantArgs(pos); err != nil {
@@ -75,6 +77,9 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 		}
 		if d.rpcSocket == "" {
 			d.rpcSocket = filepath.Join(d.node.DataDir, socketName)
+		}
+		if err := d.public.check(); err != nil {
+			return nil, err
 		}
 		for _, f := range []struct{ name, addr string }{{"tracker-http", d.trackerHTTP}, {"tracker-udp", d.trackerUDP}} {
 			if err := checkTrackerAddr(f.addr, d.trackerRemote); err != nil {
@@ -126,6 +131,13 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) (err error) {
 	if udpConn != nil {
 		release = append(release, udpConn.Close)
 	}
+	publicLn, publicConn, err := d.public.listen(ctx)
+	if err != nil {
+		return err
+	}
+	if publicLn != nil {
+		release = append(release, publicLn.Close, publicConn.Close)
+	}
 	dm, err := d.metrics.open(ctx)
 	if err != nil {
 		return err
@@ -162,7 +174,7 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) (err error) {
 	}
 
 	var faces []face
-	if dhtNode != nil && d.bridge.publish && len(d.bridge.trackers) > 0 {
+	if dhtNode != nil && (d.bridge.publish && len(d.bridge.trackers) > 0 || publicLn != nil) {
 		backend.published = newBridgedPublisher(dhtNode, logger)
 		faces = append(faces, face{"bridged records", backend.published.run})
 	}
@@ -202,6 +214,30 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) (err error) {
 			}
 			faces = append(faces, face{"UDP tracker", func(ctx context.Context) error { return front.ServeUDP(ctx, conn) }})
 		}
+	}
+	if publicLn != nil {
+		pcfg := tracker.DefaultConfig()
+		pcfg.Logger = logger.With("component", "public-tracker")
+		pcfg.ExternalIP = true
+		var allow *allowlist
+		if d.public.allowlist != "" {
+			if allow, err = loadAllowlist(d.public.allowlist, logger); err != nil {
+				return err
+			}
+			pcfg.Allow = allow.Allow
+		}
+		public, err := tracker.New(publicNode{trackerBackend{n}}, pcfg)
+		if err != nil {
+			return err
+		}
+		release = append(release, public.Close)
+		logger.Info("public tracker", "announce", "http://"+publicLn.Addr().String()+"/announce", "udp", "udp://"+publicConn.LocalAddr().String()+"/announce", "allowlist", d.public.allowlist, "publish", backend.published != nil)
+		faces = append(faces,
+			face{"public HTTP tracker", func(ctx context.Context) error { return public.Serve(ctx, publicLn) }},
+			face{"public UDP tracker", func(ctx context.Context) error { return public.ServeUDP(ctx, publicConn) }},
+			face{"public tracker sync", func(ctx context.Context) error {
+				return syncPublic(ctx, public, backend.published, allow, logger)
+			}})
 	}
 	api := localapi.NewServer(backend, logger.With("component", "localapi"))
 	faces = append(faces, face{"local API", func(ctx context.Context) error { return api.Serve(ctx, ln) }})
