@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -66,13 +67,13 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 	fs.StringVar(&c.latency, "latency", "10ms", "one-way link `LATENCY`: a duration, uniform:MIN,MAX, normal:MEAN,SD or lognormal:MEDIAN,SIGMA (drawn once per link from the seed)")
 	fs.Float64Var(&c.bandwidth, "bandwidth", 0, "link bandwidth in `BYTES` a second, 0 for unlimited")
 	fs.StringVar(&c.replication, "replication", "", "`M`, the storing nodes per record; experiments take a comma-separated list (rp and n: one curve each; m: the sweep)")
-	fs.Lookup("replication").DefValue = fmt.Sprintf("%d for run and process; 2,4,8 for rp; 1..20 for m; 4 for the others", node.DefaultConfig().Replication)
+	fs.Lookup("replication").DefValue = fmt.Sprintf("%d for run, 3 for process; 2,4,8 for rp; 1..20 for m; 4 for the others", node.DefaultConfig().Replication)
 	fs.Float64Var(&c.rp, "rp", 0, "`P`, the probability that a node is up at lookup time (failures are drawn after the announces)")
 	fs.Lookup("rp").DefValue = "1 for run, 0.5 for the m and n experiments"
 	fs.IntVar(&c.lookups, "lookups", 0, "`L` lookups (per point for experiments)")
 	fs.Lookup("lookups").DefValue = "200 for run and process, 400 for experiments"
 	fs.IntVar(&c.keys, "keys", 0, "`K` torrents announced, each by one random node")
-	fs.Lookup("keys").DefValue = "half the lookups"
+	fs.Lookup("keys").DefValue = "half the lookups for run, 4 for process"
 	fs.IntVar(&c.epochs, "epochs", 0, "independent failure draws the lookups are spread over")
 	fs.Lookup("epochs").DefValue = "20 for run, 40 for experiments"
 	fs.Uint64Var(&c.seed, "seed", 1, "`S` seeds node identities, latencies, failures and the schedule: the same seed, the same schedule")
@@ -144,7 +145,7 @@ func (c *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 	case "experiment":
 		return c.runExperiment(ctx, bar)
 	}
-	return c.runProcess(ctx, bar)
+	return c.runProcess(ctx, stdout, bar)
 }
 
 func (c *netsimCmd) intList(def []int) ([]int, error) {
@@ -336,6 +337,48 @@ func (p *progress) done() {
 	}
 }
 
-func (c *netsimCmd) runProcess(context.Context, *progress) error {
-	return errors.New("netsim process: not available yet")
+func (c *netsimCmd) runProcess(ctx context.Context, stdout io.Writer, bar *progress) error {
+	pr := netsim.DefaultProcessRun()
+	pr.Cluster.Binary = c.binary
+	if pr.Cluster.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding this executable: %w (set --binary)", err)
+		}
+		pr.Cluster.Binary = exe
+	}
+	pr.Cluster.Nodes = orDefault(c.nodes, pr.Cluster.Nodes)
+	ms, err := c.intList([]int{pr.Cluster.Replication})
+	if err != nil {
+		return err
+	}
+	if len(ms) != 1 {
+		return errors.New("--replication: process takes one value")
+	}
+	pr.Cluster.Replication = ms[0]
+	pr.Cluster.RecordTTL, pr.Cluster.Republish = c.recordTTL, c.republish
+	pr.Cluster.Netns = c.netns
+	pr.Cluster.Seed, pr.Seed = c.seed, c.seed
+	pr.Cluster.LogDir = filepath.Join(c.out, "logs")
+	pr.Lookups = orDefault(c.lookups, pr.Lookups)
+	pr.Keys = orDefault(c.keys, pr.Keys)
+	pr.Duration, pr.TTF, pr.TTR = c.duration, c.ttf, c.ttr
+	pr.Progress = func(done, total int) { bar.set("lookups", done, total) }
+	pr.Log = bar
+	if err := os.MkdirAll(c.out, 0o755); err != nil {
+		return err
+	}
+	res, err := pr.Run(ctx)
+	if err != nil {
+		return err
+	}
+	if err := netsim.WriteProcessResults(c.out, strings.Join(append([]string{"kadtracker"}, c.args[1:]...), " "), res); err != nil {
+		return err
+	}
+	bar.done()
+	fmt.Fprintf(stdout, "%d daemons, m=%d: %d of %d lookups found the record (%.3f, 95%% %.3f..%.3f), %d errors; %d kills, %d restarts; repair model %.3f, no repair %.3f; latency p50 %.1f ms\n",
+		res.Nodes, res.Replication, res.Successes, res.Lookups, res.SuccessRate, res.SuccessCI95[0], res.SuccessCI95[1], res.LookupErrors,
+		res.Kills, res.Restarts, res.RepairModel, res.ReplicaBound, res.LatencyMS.P50)
+	fmt.Fprintf(stdout, "wrote %s/process.json, process_lookups.csv, process.png and logs/\n", c.out)
+	return nil
 }

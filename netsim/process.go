@@ -1,0 +1,485 @@
+package netsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kadtracker/kadtracker/node/localapi"
+)
+
+// ClusterConfig describes N `kadtracker run` daemons, each its own process.
+type ClusterConfig struct {
+	// Binary is the kadtracker executable.
+	Binary string
+	Nodes  int
+	// Dir holds the data directories and sockets; empty means a temporary
+	// directory that Close removes.
+	Dir string
+	// LogDir, if set, gets each daemon's log as node-I.log (appended across
+	// restarts); otherwise logs go to Dir.
+	LogDir      string
+	Replication int
+	RecordTTL   time.Duration
+	Republish   time.Duration
+	// Netns puts each daemon in a network namespace of its own, with an
+	// address of its own on a bridge in another namespace, so every daemon
+	// sees the others at distinct IPs. It needs root and iproute2.
+	Netns bool
+	// Args are added to every daemon's command line.
+	Args []string
+	// ReadyTimeout bounds a daemon's start, until its local API answers.
+	ReadyTimeout time.Duration
+	// BootstrapPeers is how many earlier daemons each joins through.
+	BootstrapPeers int
+	Seed           uint64
+	Logger         *slog.Logger
+}
+
+// DefaultClusterConfig is five daemons with short TTLs, for scenarios that
+// last minutes.
+func DefaultClusterConfig() ClusterConfig {
+	return ClusterConfig{
+		Nodes:          5,
+		Replication:    3,
+		RecordTTL:      30 * time.Second,
+		Republish:      10 * time.Second,
+		ReadyTimeout:   60 * time.Second,
+		BootstrapPeers: 3,
+		Seed:           1,
+	}
+}
+
+// Daemon is one daemon of a cluster.
+type Daemon struct {
+	Index   int
+	DataDir string
+	Socket  string
+	// Listen is the multiaddr it listens on; Addr is that with /p2p/ID.
+	Listen string
+	Addr   string
+	PeerID string
+	// IP is the address others see it at.
+	IP string
+
+	cl        *Cluster
+	client    *localapi.Client
+	bootstrap []string
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	starts    int
+}
+
+// Cluster is a running set of daemons. Close stops them all.
+type Cluster struct {
+	cfg     ClusterConfig
+	log     *slog.Logger
+	dir     string
+	tempDir bool
+	netns   *netnsPlan
+	Daemons []*Daemon
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// StartCluster starts cfg.Nodes daemons: the first alone, the others each
+// bootstrapped from a few that started before it, eight at a time, and
+// returns once every local API answers and every routing table has a peer.
+// On error everything started is stopped again.
+func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error) {
+	if cfg.Binary == "" || cfg.Nodes < 1 || cfg.Replication < 1 || cfg.ReadyTimeout <= 0 || cfg.BootstrapPeers < 1 {
+		return nil, errors.New("netsim: cluster needs a binary, nodes, replication, a ready timeout and bootstrap peers")
+	}
+	if cfg.Republish <= 0 || cfg.RecordTTL <= cfg.Republish {
+		return nil, errors.New("netsim: cluster republish must be positive and shorter than the record TTL")
+	}
+	c := &Cluster{cfg: cfg, log: cfg.Logger, dir: cfg.Dir}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	defer func() {
+		if err != nil {
+			_ = c.Close()
+		}
+	}()
+	if c.dir == "" {
+		// Short, so socket paths stay under the 108-byte limit.
+		if c.dir, err = os.MkdirTemp("", "ktns-"); err != nil {
+			return nil, err
+		}
+		c.tempDir = true
+	}
+	if cfg.LogDir == "" {
+		cfg.LogDir = c.dir
+		c.cfg.LogDir = c.dir
+	}
+	if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
+		return nil, err
+	}
+	if cfg.Netns {
+		if c.netns, err = newNetnsPlan(ctx, cfg.Nodes); err != nil {
+			return nil, err
+		}
+	}
+	for i := range cfg.Nodes {
+		d := &Daemon{
+			Index:   i,
+			cl:      c,
+			DataDir: filepath.Join(c.dir, strconv.Itoa(i)),
+			Socket:  filepath.Join(c.dir, strconv.Itoa(i)+".sock"),
+		}
+		if c.netns != nil {
+			d.IP = c.netns.addr(i)
+			d.Listen = fmt.Sprintf("/ip4/%s/tcp/4001", d.IP)
+		} else {
+			port, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			d.IP = "127.0.0.1"
+			d.Listen = fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)
+		}
+		d.client = localapi.NewClient(d.Socket)
+		c.Daemons = append(c.Daemons, d)
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x636c7573))
+	if err := c.Daemons[0].Start(ctx); err != nil {
+		return nil, err
+	}
+	for lo := 1; lo < cfg.Nodes; lo += 8 {
+		hi := min(cfg.Nodes, lo+8)
+		for i := lo; i < hi; i++ {
+			for _, j := range sample(rng, lo, cfg.BootstrapPeers) {
+				c.Daemons[i].bootstrap = append(c.Daemons[i].bootstrap, c.Daemons[j].Addr)
+			}
+		}
+		errs := make([]error, hi-lo)
+		var wg sync.WaitGroup
+		for i := lo; i < hi; i++ {
+			wg.Go(func() { errs[i-lo] = c.Daemons[i].Start(ctx) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Nodes > 1 {
+		for _, d := range c.Daemons {
+			if err := d.waitRouting(ctx, 1); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return c, nil
+}
+
+// freePort asks the kernel for a free TCP port on loopback.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Client is the daemon's local API client.
+func (d *Daemon) Client() *localapi.Client { return d.client }
+
+// Running reports whether the daemon's process is running.
+func (d *Daemon) Running() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil {
+		return false
+	}
+	select {
+	case <-d.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Start starts the daemon (again, on the same data directory and address)
+// and waits until its local API answers.
+func (d *Daemon) Start(ctx context.Context) error {
+	if d.Running() {
+		return fmt.Errorf("netsim: daemon %d is already running", d.Index)
+	}
+	cfg := d.cl.cfg
+	args := []string{"run",
+		"--data-dir", d.DataDir,
+		"--rpc-socket", d.Socket,
+		"--listen", d.Listen,
+		"--dht-mode", "server",
+		"--replication", strconv.Itoa(cfg.Replication),
+		"--record-ttl", cfg.RecordTTL.String(),
+		"--republish", cfg.Republish.String(),
+		"--tracker-http", "",
+		"--tracker-udp", "",
+		"--log-level", "info",
+	}
+	if len(d.bootstrap) > 0 {
+		args = append(args, "--bootstrap", strings.Join(d.bootstrap, ","))
+	}
+	args = append(args, cfg.Args...)
+	name := cfg.Binary
+	if d.cl.netns != nil {
+		args = append([]string{"netns", "exec", d.cl.netns.ns(d.Index), cfg.Binary}, args...)
+		name = "ip"
+	}
+	logf, err := os.OpenFile(filepath.Join(cfg.LogDir, fmt.Sprintf("node-%d.log", d.Index)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Env = daemonEnv()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// A process group of its own: a Ctrl-C at the terminal reaches us, and
+	// we stop the daemons in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("netsim: daemon %d: %w", d.Index, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(exited)
+	}()
+	d.mu.Lock()
+	d.cmd, d.exited = cmd, exited
+	d.starts++
+	d.mu.Unlock()
+	st, err := d.waitReady(ctx)
+	if err != nil {
+		_ = d.Kill()
+		return err
+	}
+	d.PeerID = st.PeerID
+	d.Addr = d.Listen + "/p2p/" + st.PeerID
+	return nil
+}
+
+// daemonEnv is our environment without KADTRACKER_ settings, which would
+// override the flags we give.
+func daemonEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KADTRACKER_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// waitReady polls the local API until it answers, the process exits, or
+// the ready timeout passes.
+func (d *Daemon) waitReady(ctx context.Context) (localapi.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cl.cfg.ReadyTimeout)
+	defer cancel()
+	d.mu.Lock()
+	exited := d.exited
+	d.mu.Unlock()
+	for {
+		sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := d.client.Status(sctx)
+		scancel()
+		if err == nil {
+			return st, nil
+		}
+		select {
+		case <-exited:
+			return localapi.Status{}, fmt.Errorf("netsim: daemon %d exited while starting (log in %s)", d.Index, d.cl.cfg.LogDir)
+		case <-ctx.Done():
+			return localapi.Status{}, fmt.Errorf("netsim: daemon %d not ready: %w (last: %v)", d.Index, ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// waitRouting waits until the daemon's routing table has n peers.
+func (d *Daemon) waitRouting(ctx context.Context, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, d.cl.cfg.ReadyTimeout)
+	defer cancel()
+	for {
+		st, err := d.client.Status(ctx)
+		if err == nil && st.RoutingTableSize >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("netsim: daemon %d: routing table never reached %d peers", d.Index, n)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Kill stops the daemon with SIGKILL, as a crash would, and waits for it.
+func (d *Daemon) Kill() error { return d.signal(syscall.SIGKILL, 10*time.Second) }
+
+// Stop stops the daemon with SIGTERM, then SIGKILL if it takes longer than
+// ten seconds.
+func (d *Daemon) Stop() error {
+	if err := d.signal(syscall.SIGTERM, 10*time.Second); err != nil {
+		return d.Kill()
+	}
+	return nil
+}
+
+func (d *Daemon) signal(sig syscall.Signal, wait time.Duration) error {
+	d.mu.Lock()
+	cmd, exited := d.cmd, d.exited
+	d.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	select {
+	case <-exited:
+		return nil
+	default:
+	}
+	// The whole group: with --netns, `ip netns exec` has become the daemon.
+	_ = syscall.Kill(-cmd.Process.Pid, sig)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(wait):
+		return fmt.Errorf("netsim: daemon %d still running %s after %s", d.Index, wait, sig)
+	}
+}
+
+// Close stops every daemon, removes the namespaces and, if it made it, the
+// directory. It is idempotent.
+func (c *Cluster) Close() error {
+	c.closeOnce.Do(func() {
+		errs := make([]error, len(c.Daemons))
+		var wg sync.WaitGroup
+		for i, d := range c.Daemons {
+			wg.Go(func() { errs[i] = d.Stop() })
+		}
+		wg.Wait()
+		if c.netns != nil {
+			errs = append(errs, c.netns.teardown())
+		}
+		if c.tempDir {
+			errs = append(errs, os.RemoveAll(c.dir))
+		}
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
+}
+
+// netnsPlan is the namespaces of a cluster: a hub namespace with a bridge,
+// and one namespace per daemon joined to it by a veth pair. Nothing is
+// added to the caller's own namespace.
+type netnsPlan struct {
+	prefix string
+	nodes  int
+	made   []string // namespaces created, for teardown
+}
+
+func newNetnsPlan(ctx context.Context, nodes int) (_ *netnsPlan, err error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("netsim: network namespaces need root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, errors.New("netsim: network namespaces need iproute2's ip")
+	}
+	p := &netnsPlan{nodes: nodes}
+	p.prefix = p.prefixFor()
+	defer func() {
+		if err != nil {
+			_ = p.teardown()
+		}
+	}()
+	hub := p.prefix + "-hub"
+	if err := p.addNS(ctx, hub); err != nil {
+		return nil, err
+	}
+	for _, args := range [][]string{
+		{"-n", hub, "link", "set", "lo", "up"},
+		{"-n", hub, "link", "add", "br0", "type", "bridge"},
+		{"-n", hub, "link", "set", "br0", "up"},
+	} {
+		if err := ipCmd(ctx, args...); err != nil {
+			return nil, err
+		}
+	}
+	for i := range nodes {
+		ns := p.ns(i)
+		if err := p.addNS(ctx, ns); err != nil {
+			return nil, err
+		}
+		hubEnd := fmt.Sprintf("v%d", i)
+		for _, args := range [][]string{
+			{"link", "add", "name", hubEnd, "netns", hub, "type", "veth", "peer", "name", "eth0", "netns", ns},
+			{"-n", hub, "link", "set", hubEnd, "master", "br0"},
+			{"-n", hub, "link", "set", hubEnd, "up"},
+			{"-n", ns, "addr", "add", p.addr(i) + "/16", "dev", "eth0"},
+			{"-n", ns, "link", "set", "eth0", "up"},
+			{"-n", ns, "link", "set", "lo", "up"},
+		} {
+			if err := ipCmd(ctx, args...); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return p, nil
+}
+
+// prefixFor names this process's namespaces.
+func (*netnsPlan) prefixFor() string { return fmt.Sprintf("kns%d", os.Getpid()%100000) }
+
+func (p *netnsPlan) ns(i int) string { return fmt.Sprintf("%s-%d", p.prefix, i) }
+
+// addr is daemon i's address: 10.99.0.0/16, which the node's limits treat
+// as a LAN (exempt), as netsim's in-process addresses are not.
+func (p *netnsPlan) addr(i int) string {
+	return fmt.Sprintf("10.99.%d.%d", (i+1)/250, (i+1)%250+1)
+}
+
+func (p *netnsPlan) addNS(ctx context.Context, name string) error {
+	if err := ipCmd(ctx, "netns", "add", name); err != nil {
+		return err
+	}
+	p.made = append(p.made, name)
+	return nil
+}
+
+// teardown deletes every namespace made; their veths go with them.
+func (p *netnsPlan) teardown() error {
+	var errs []error
+	for i := len(p.made) - 1; i >= 0; i-- {
+		if err := ipCmd(context.Background(), "netns", "del", p.made[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.made = nil
+	return errors.Join(errs...)
+}
+
+func ipCmd(ctx context.Context, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("netsim: ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
