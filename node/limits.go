@@ -25,8 +25,9 @@ func (r RateLimit) on() bool { return r.Rate > 0 }
 // Protection holds the node's limits against floods and Sybils. Every
 // refusal is answered (a BUSY or FULL response, a routing-table entry not
 // taken), counted in Stats and logged at Debug; none is fatal. Addresses in
-// Config.Limits.Exempt are not rate limited and not subject to the
-// diversity limits: they are where tests, netsim and LANs run.
+// Config.Limits.Exempt are not rate limited and not subject to
+// MaxStreamsPerPeer or the diversity limits: they are where tests, netsim
+// and LANs run.
 type Protection struct {
 	// PeerRate limits record-protocol requests per peer ID, IPRate per
 	// source address (records.SourceAddr: an IPv4 address or IPv6 /64).
@@ -290,14 +291,15 @@ func newStreamGate(max, perPeer int) *streamGate {
 	return &streamGate{max: max, perPeer: perPeer, peers: make(map[peer.ID]int)}
 }
 
-// enter admits a request from p, or names the refusal.
-func (g *streamGate) enter(p peer.ID) string {
+// enter admits a request from p, or names the refusal. An exempt peer is
+// held to the total only.
+func (g *streamGate) enter(p peer.ID, exempt bool) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {
 	case g.total >= g.max:
 		return RefusedStreams
-	case g.peers[p] >= g.perPeer:
+	case !exempt && g.peers[p] >= g.perPeer:
 		return RefusedPeerStreams
 	}
 	g.total++

@@ -36,17 +36,21 @@ func TestLimiterSetBounded(t *testing.T) {
 
 func TestStreamGate(t *testing.T) {
 	g := newStreamGate(3, 2)
-	if g.enter("a") != "" || g.enter("a") != "" {
+	if g.enter("a", false) != "" || g.enter("a", false) != "" {
 		t.Fatal("refused under the caps")
 	}
-	if why := g.enter("a"); why != RefusedPeerStreams {
+	if why := g.enter("a", false); why != RefusedPeerStreams {
 		t.Fatalf("third stream of a: %q", why)
 	}
-	if g.enter("b") != "" {
+	if g.enter("b", false) != "" {
 		t.Fatal("b refused")
 	}
-	if why := g.enter("c"); why != RefusedStreams {
+	if why := g.enter("c", true); why != RefusedStreams {
 		t.Fatalf("fourth stream: %q", why)
+	}
+	g.leave("a")
+	if g.enter("a", true) != "" {
+		t.Fatal("an exempt peer was held to the per-peer cap")
 	}
 	g.leave("a")
 	g.leave("a")

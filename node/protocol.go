@@ -89,7 +89,7 @@ func (n *Node) handleStream(s network.Stream) {
 // leaves the gate when done) and a token of its rates, or names the
 // refusal.
 func (n *Node) admit(remote peer.ID, ip netip.Addr) string {
-	if why := n.guard.gate.enter(remote); why != "" {
+	if why := n.guard.gate.enter(remote, ip.IsValid() && n.guard.exempt(ip)); why != "" {
 		return why
 	}
 	if why := n.guard.allow(remote, ip); why != "" {

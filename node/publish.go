@@ -358,6 +358,9 @@ func (n *Node) republishLoop() {
 			res, err := n.publish(ctx, k, a.port, a.seed, false)
 			cancel()
 			n.stats.republishes.Add(1)
+			if n.ctx.Err() != nil {
+				return // closing: the rest of the round is moot
+			}
 			if err != nil {
 				n.log.Warn("republish failed", "key", k, "err", err)
 				continue
