@@ -157,6 +157,7 @@ func (s *metricsSource) Counts() metrics.Counts {
 	if s.front != nil {
 		ts := s.front.Stats()
 		c.TrackerSwarms = ts.Swarms
+		c.Refused["tracker_full"] = int64(ts.Refused) // new infohashes the full front turned away
 		c.Announces = map[metrics.FrontResult]int64{
 			{Front: "http", Result: "ok"}: int64(ts.HTTPAnnounces), {Front: "http", Result: "error"}: int64(ts.HTTPAnnounceFailures),
 			{Front: "udp", Result: "ok"}: int64(ts.UDPAnnounces), {Front: "udp", Result: "error"}: int64(ts.UDPAnnounceFailures),
