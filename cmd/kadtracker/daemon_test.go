@@ -83,8 +83,8 @@ func TestAPIBackend(t *testing.T) {
 	pr, _ := b.Peers(ctx, key, 50)
 	wantPr := localapi.PeersResult{
 		Peers: []localapi.Peer{
-			{IP: "192.0.2.1", Port: 6881, Seed: true, Announcer: peerID},
-			{IP: "2001:db8::1", Port: 51413},
+			{IP: "192.0.2.1", Port: 6881, Seed: true, Announcer: peerID, Source: "dht"},
+			{IP: "2001:db8::1", Port: 51413, Source: "dht"},
 		},
 		Seeds: 1, Leechers: 1,
 		Stats: localapi.LookupStats{Hops: 2, Queried: 5, Asked: 3, Answered: 2, DurationMS: 1.5},
