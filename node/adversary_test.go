@@ -167,11 +167,11 @@ func TestFloodPuts(t *testing.T) {
 			c.Limits.Records = storeCap
 			c.Protect.PeerRate = RateLimit{Rate: 100, Burst: 300}
 			c.Protect.IPRate = RateLimit{Rate: 400, Burst: 800}
-			c.Protect.MaxStreamsPerPeer = 4
+			c.Protect.MaxStreamsPerPeer = 2
 			if i == 0 {
 				// The flooded node's store takes a moment per write, so
 				// a flooder's requests overlap and meet the stream cap.
-				c.Store = slowStore{records.NewMemory(records.Options{Limits: c.Limits}), time.Millisecond}
+				c.Store = slowStore{records.NewMemory(records.Options{Limits: c.Limits}), 2 * time.Millisecond}
 			}
 		}))
 	}
@@ -188,11 +188,13 @@ func TestFloodPuts(t *testing.T) {
 		}
 	}
 
-	// Four flooders on four addresses, 16 workers each, 1500 PUTs each.
-	const flooders, workers, puts = 4, 16, 1500
+	// Four flooders on four addresses. The first sends 1500 PUTs one at a
+	// time: it meets the rate limit and the per-address cap. Then the
+	// others send 3000 each, 16 at once: they meet the stream cap, and
+	// together they fill the store, which evicts.
+	const flooders, workers = 4, 16
 	var statuses [flooders]map[string]int
-	var wg sync.WaitGroup
-	for f := range flooders {
+	flood := func(f, puts, workers int) {
 		addr := ma.StringCast(fmt.Sprintf("/ip4/203.0.113.%d/tcp/4001", 10+f))
 		fl := an.start(ctx, an.host(nil, addr), func(c *Config) { c.DHTMode = ModeClient })
 		envs := make([][]byte, puts)
@@ -202,9 +204,10 @@ func TestFloodPuts(t *testing.T) {
 		statuses[f] = map[string]int{}
 		var mu sync.Mutex
 		var next atomic.Int64
+		var wg sync.WaitGroup
 		for range workers {
 			wg.Go(func() {
-				for i := next.Add(1) - 1; i < puts; i = next.Add(1) - 1 {
+				for i := next.Add(1) - 1; i < int64(puts); i = next.Add(1) - 1 {
 					status := "OK"
 					resp, err := fl.request(ctx, target.ID(), &pb.Request{Body: &pb.Request_Put{Put: &pb.Put{Envelope: envs[i]}}})
 					switch {
@@ -219,6 +222,12 @@ func TestFloodPuts(t *testing.T) {
 				}
 			})
 		}
+		wg.Wait()
+	}
+	flood(0, 1500, 1)
+	var wg sync.WaitGroup
+	for f := 1; f < flooders; f++ {
+		wg.Go(func() { flood(f, 3000, workers) })
 	}
 	wg.Wait()
 
@@ -236,6 +245,9 @@ func TestFloodPuts(t *testing.T) {
 	}
 	if st.RecordsStored > storeCap {
 		t.Errorf("%d records stored, cap %d", st.RecordsStored, storeCap)
+	}
+	if statuses[0]["FULL"] == 0 {
+		t.Error("the first flooder never met the per-address cap")
 	}
 	if st.Refused[RefusedPeerRate] == 0 || st.Refused[RefusedPeerStreams] == 0 {
 		t.Errorf("rate and stream refusals not counted: %v", st.Refused)
