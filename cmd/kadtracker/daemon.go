@@ -174,9 +174,15 @@ func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) (err error) {
 	}
 
 	var faces []face
-	if dhtNode != nil && (d.bridge.publish && len(d.bridge.trackers) > 0 || publicLn != nil) {
+	tsupPublish := backend.overlay != nil && d.tsup.publish
+	if dhtNode != nil && (d.bridge.publish && len(d.bridge.trackers) > 0 || publicLn != nil || tsupPublish) {
 		backend.published = newBridgedPublisher(dhtNode, logger)
 		faces = append(faces, face{"bridged records", backend.published.run})
+	}
+	if tsupPublish && backend.published != nil {
+		faces = append(faces, face{"TSUP publisher", func(ctx context.Context) error {
+			return publishOverlay(ctx, backend.overlay, backend.published, d.tsup.update)
+		}})
 	}
 	if backend.bridge, err = d.bridge.open(logger, backend.onTrackerPeers); err != nil {
 		return err

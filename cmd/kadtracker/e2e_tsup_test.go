@@ -132,3 +132,47 @@ func TestTSUPDaemons(t *testing.T) {
 		t.Fatalf("tsup swarms on the last daemon: %s", out)
 	}
 }
+
+// TestTSUPPublish: a DHT daemon linked by TSUP to a plain tracker publishes
+// the tracker's clients into the DHT (--tsup-publish), where a daemon that
+// knows nothing of TSUP finds them as bridged records. TSUP unifies only the
+// swarms both trackers have, so the linked daemon has a client of its own.
+func TestTSUPPublish(t *testing.T) {
+	ports := freeUDPPorts(t, 2)
+	dir := shortDir(t)
+	linkFile := func(name string, port int) string {
+		file := filepath.Join(dir, name)
+		if err := os.WriteFile(file, fmt.Appendf(nil, "127.0.0.1:%d internal\n", port), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+	fast := []string{"--tsup-hello", "200ms", "--tsup-update", "500ms", "--tsup-disconnect", "2s"}
+	bridge := startDaemon(t, append([]string{"--dht-mode", "server", "--tracker-udp", fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		"--tsup-links", linkFile("a", ports[1]), "--tsup-publish"}, fast...)...)
+	plain := startDaemon(t, append([]string{"--dht=false", "--tracker-udp", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		"--tsup-links", linkFile("b", ports[0])}, fast...)...)
+	dhtOnly := startDaemon(t, "--dht-mode", "server", "--tracker-http=", "--tracker-udp=", "--bootstrap", bridge.Addr())
+	waitRouting(t, dhtOnly, 1)
+
+	ih := [20]byte{0x75, 0x5b}
+	client := netip.MustParseAddrPort("127.0.0.1:40005")
+	httpAnnounce(t, plain.TrackerHTTP, ih, client.Port(), 0)
+	httpAnnounce(t, bridge.TrackerHTTP, ih, 40006, 1000)
+	infohash := fmt.Sprintf("%x", ih)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res := peersOf(t, dhtOnly, infohash)
+		if i := slices.IndexFunc(res.Peers, func(p localapi.Peer) bool { return p.IP == "127.0.0.1" && p.Port == client.Port() }); i >= 0 {
+			if src := res.Peers[i].Source; src != "bridged" {
+				t.Fatalf("the overlay's peer came as %q, want bridged", src)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			out, _, _ := bridge.CLI(t, "tsup", "swarms")
+			t.Fatalf("the DHT-only daemon never found the plain tracker's client; last answer %+v\nswarms of the linked daemon:\n%s", res.Peers, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

@@ -28,6 +28,7 @@ type tsupFlags struct {
 	links                     string
 	hello, update, disconnect time.Duration
 	advertise                 string
+	publish                   bool
 }
 
 func (f *tsupFlags) register(fs *flag.FlagSet) {
@@ -36,6 +37,7 @@ func (f *tsupFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.hello, "tsup-hello", def.HelloInterval, "TSUP keep-alive interval")
 	fs.DurationVar(&f.update, "tsup-update", def.UpdateInterval, "TSUP update round interval")
 	fs.DurationVar(&f.disconnect, "tsup-disconnect", def.DisconnectInterval, "drop a TSUP link silent this long")
+	fs.BoolVar(&f.publish, "tsup-publish", false, "publish the peers learned over TSUP into the DHT as bridged records")
 	fs.StringVar(&f.advertise, "tsup-advertise-ip", "", "`IP` other trackers' clients reach this host's clients at (default: the UDP tracker's address when it is not a wildcard)")
 }
 
@@ -250,4 +252,42 @@ func ago(t time.Time) string {
 		return "-"
 	}
 	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+// publishOverlay keeps the peers the overlay learned from other trackers
+// published in the DHT as bridged records (--tsup-publish), so DHT-only
+// users meet the overlay's swarms. It reads the overlay once per update
+// round: TSUP peers change no faster.
+func publishOverlay(ctx context.Context, o *overlay, pub *bridgedPublisher, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	published := make(map[records.Key]bool)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		current := make(map[records.Key]bool)
+		for _, s := range o.t.Swarms() {
+			var eps []netip.AddrPort
+			for _, p := range o.t.Peers(s.Infohash) {
+				if p.Origin != tsup.Own {
+					eps = append(eps, p.Addr)
+				}
+			}
+			if len(eps) == 0 {
+				continue
+			}
+			key := trackerwire.SwarmKey(s.Infohash)
+			pub.Set("tsup", key, eps)
+			current[key] = true
+		}
+		for key := range published {
+			if !current[key] {
+				pub.Set("tsup", key, nil)
+			}
+		}
+		published = current
+	}
 }
