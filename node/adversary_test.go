@@ -194,14 +194,20 @@ func TestFloodPuts(t *testing.T) {
 	// together they fill the store, which evicts.
 	const flooders, workers = 4, 16
 	var statuses [flooders]map[string]int
-	flood := func(f, puts, workers int) {
+	// Flooder f's node and its PUTs, made before any flooding starts.
+	var flNodes [flooders]*Node
+	var flEnvs [flooders][][]byte
+	for f := range flooders {
 		addr := ma.StringCast(fmt.Sprintf("/ip4/203.0.113.%d/tcp/4001", 10+f))
-		fl := an.start(ctx, an.host(nil, addr), func(c *Config) { c.DHTMode = ModeClient })
-		envs := make([][]byte, puts)
-		for i := range envs {
-			envs[i] = sealRecord(t, fl, randomKey(t, rng, false), 6881, 1, time.Hour)
+		flNodes[f] = an.start(ctx, an.host(nil, addr), func(c *Config) { c.DHTMode = ModeClient })
+		flEnvs[f] = make([][]byte, min(f, 1)*1500+1500)
+		for i := range flEnvs[f] {
+			flEnvs[f][i] = sealRecord(t, flNodes[f], randomKey(t, rng, false), 6881, 1, time.Hour)
 		}
 		statuses[f] = map[string]int{}
+	}
+	flood := func(f, workers int) {
+		fl, envs, puts := flNodes[f], flEnvs[f], len(flEnvs[f])
 		var mu sync.Mutex
 		var next atomic.Int64
 		var wg sync.WaitGroup
@@ -224,10 +230,10 @@ func TestFloodPuts(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	flood(0, 1500, 1)
+	flood(0, 1)
 	var wg sync.WaitGroup
 	for f := 1; f < flooders; f++ {
-		wg.Go(func() { flood(f, 3000, workers) })
+		wg.Go(func() { flood(f, workers) })
 	}
 	wg.Wait()
 
