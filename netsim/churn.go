@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -376,12 +377,7 @@ func (ec ExperimentConfig) runChurn(ctx context.Context) error {
 			results = append(results, res)
 		}
 	}
-	if err := writeJSON(filepath.Join(ec.Out, "churn.json"), struct {
-		Command string         `json:"command,omitempty"`
-		Config  Churn          `json:"config"`
-		Nodes   int            `json:"nodes"`
-		Results []*ChurnResult `json:"results"`
-	}{ec.Command, c, ec.Nodes, results}); err != nil {
+	if err := writeJSON(filepath.Join(ec.Out, "churn.json"), churnDoc{ec.Command, c, ec.Nodes, results}); err != nil {
 		return err
 	}
 	rows := [][]string{{"nodes", "replication", "republish_minutes", "record_ttl_minutes", "mttf_minutes", "mttr_minutes", "availability",
@@ -395,6 +391,19 @@ func (ec ExperimentConfig) runChurn(ctx context.Context) error {
 	if err := writeCSV(filepath.Join(ec.Out, "churn.csv"), rows); err != nil {
 		return err
 	}
+	return ec.plotChurn(results)
+}
+
+// churnDoc is churn.json.
+type churnDoc struct {
+	Command string         `json:"command,omitempty"`
+	Config  Churn          `json:"config"`
+	Nodes   int            `json:"nodes"`
+	Results []*ChurnResult `json:"results"`
+}
+
+func (ec ExperimentConfig) plotChurn(results []*ChurnResult) error {
+	c := ec.Churn
 	ch := chart{
 		title:  fmt.Sprintf("Lookup success under churn against the republish interval (N=%d, MTTF=%s, MTTR=%s)", ec.Nodes, c.MTTF, c.MTTR),
 		xlabel: "republish interval / MTTF (log scale)", ylabel: "lookup success", logX: true, yMin: 0.5, yMax: 1.01,
@@ -403,7 +412,13 @@ func (ec ExperimentConfig) runChurn(ctx context.Context) error {
 	for _, rep := range c.Republish {
 		xs = append(xs, rep.Hours()/c.MTTF.Hours())
 	}
-	for _, m := range ms {
+	var ms []int
+	for _, r := range results {
+		if !slices.Contains(ms, r.Replication) {
+			ms = append(ms, r.Replication)
+		}
+	}
+	for i, m := range ms {
 		s := series{name: fmt.Sprintf("measured, m=%d", m), points: true}
 		for _, r := range results {
 			if r.Replication == m {
@@ -418,7 +433,7 @@ func (ec ExperimentConfig) runChurn(ctx context.Context) error {
 		})
 		bound := modelCurve(fmt.Sprintf("no repair: 1-(1-A)^m, m=%d", m), xs, func(float64) float64 { return ReplicaBound(c.Availability(), m) })
 		bound.dashes = true
-		ch.series = append(ch.series, s, model, bound)
+		ch.series = append(ch.series, colored(i, s, model, bound)...)
 	}
 	return ch.save(filepath.Join(ec.Out, "churn.png"))
 }

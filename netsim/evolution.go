@@ -577,8 +577,9 @@ func (ec ExperimentConfig) plotEvolution(res *EvolutionResults) error {
 	av := chart{
 		title:  fmt.Sprintf("Service availability over a torrent's life (τ=%gh, γ=%g/h, N=%d)", e.TauHours, e.GammaPerHour, res.Nodes),
 		xlabel: "simulated hours since the torrent's birth", ylabel: "lookups returning a live seed", yMin: 0, yMax: 1.05,
+		legendTop: true,
 	}
-	for _, l0 := range e.Lambda0 {
+	for i, l0 := range e.Lambda0 {
 		var xs, ys []float64
 		nb := 0
 		for _, t := range res.Torrents {
@@ -597,11 +598,10 @@ func (ec ExperimentConfig) plotEvolution(res *EvolutionResults) error {
 				ys = append(ys, float64(served)/float64(lookups))
 			}
 		}
-		av.series = append(av.series, series{name: fmt.Sprintf("measured, λ0=%g/h", l0), xs: xs, ys: ys, points: true})
-	}
-	for _, l0 := range e.Lambda0 {
 		life := Lifespan(l0, e.TauHours, e.GammaPerHour)
-		av.series = append(av.series, series{name: fmt.Sprintf("τ·ln(λ0/γ) = %.1f h", life), xs: []float64{life, life}, ys: []float64{0, 1.05}, dashes: true})
+		av.series = append(av.series, colored(i,
+			series{name: fmt.Sprintf("measured, λ0=%g/h", l0), xs: xs, ys: ys, points: true},
+			series{name: fmt.Sprintf("model lifespan τ·ln(λ0/γ) = %.1f h", life), xs: []float64{life, life}, ys: []float64{0, 1.05}, dashes: true})...)
 	}
 	if err := av.save(filepath.Join(ec.Out, "evolution.png")); err != nil {
 		return err
@@ -616,7 +616,7 @@ func (ec ExperimentConfig) plotEvolution(res *EvolutionResults) error {
 	}
 	lc := chart{
 		title:  fmt.Sprintf("Torrent lifespan against initial popularity (τ=%gh, γ=%g/h)", e.TauHours, e.GammaPerHour),
-		xlabel: "λ0, arrivals per hour at birth (log scale)", ylabel: "lifespan, hours", logX: true,
+		xlabel: "λ0, arrivals per hour at birth (log scale)", ylabel: "lifespan, hours", logX: true, legendTop: true, legendLeft: true,
 		series: []series{
 			{name: "measured: last seed left", xs: lx, ys: ly, points: true},
 			{name: "measured: last lookup that found a live seed", xs: dx, ys: dy, points: true},
@@ -632,9 +632,9 @@ func (ec ExperimentConfig) plotEvolution(res *EvolutionResults) error {
 	// Seeds over time against the fluid model, first replica of each λ0.
 	sc := chart{
 		title:  "Live seeds over time, and the fluid model with every arrival served",
-		xlabel: "simulated hours since the torrent's birth", ylabel: "live seeds",
+		xlabel: "simulated hours since the torrent's birth", ylabel: "live seeds", legendTop: true,
 	}
-	for _, l0 := range e.Lambda0 {
+	for i, l0 := range e.Lambda0 {
 		for _, t := range res.Torrents {
 			if t.Lambda0 != l0 {
 				continue
@@ -644,11 +644,11 @@ func (ec ExperimentConfig) plotEvolution(res *EvolutionResults) error {
 				xs = append(xs, s.Hours)
 				ys = append(ys, float64(s.Seeds))
 			}
-			sc.series = append(sc.series, series{name: fmt.Sprintf("λ0=%g/h", l0), xs: xs, ys: ys})
-			sc.series = append(sc.series, modelCurve(fmt.Sprintf("fluid model λ0=%g/h", l0), []float64{0, res.Horizon}, func(x float64) float64 {
+			fluid := modelCurve(fmt.Sprintf("fluid model λ0=%g/h", l0), []float64{0, res.Horizon}, func(x float64) float64 {
 				return expectedSeeds(l0, e.TauHours, e.GammaPerHour, x)
-			}))
-			sc.series[len(sc.series)-1].dashes = true
+			})
+			fluid.dashes = true
+			sc.series = append(sc.series, colored(i, series{name: fmt.Sprintf("measured, λ0=%g/h", l0), xs: xs, ys: ys}, fluid)...)
 			break
 		}
 	}

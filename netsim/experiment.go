@@ -120,6 +120,60 @@ func RunExperiment(ctx context.Context, ec ExperimentConfig) error {
 	return fmt.Errorf("netsim: unknown experiment %q (want one of %s)", ec.Name, strings.Join(names, ", "))
 }
 
+// Replot draws the plots of experiment ec.Name again from the JSON a run
+// left in ec.Out, without running anything.
+func Replot(ec ExperimentConfig) error {
+	load := func(name string, v any) error {
+		b, err := os.ReadFile(filepath.Join(ec.Out, name+".json"))
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(b, v)
+	}
+	var doc struct {
+		Config ExperimentConfig `json:"config"`
+		Points []Point          `json:"points"`
+	}
+	switch ec.Name {
+	case "rp", "m", "latency":
+		if err := load(ec.Name, &doc); err != nil {
+			return err
+		}
+		doc.Config.Out = ec.Out
+		switch ec.Name {
+		case "rp":
+			return doc.Config.plotRp(doc.Points)
+		case "m":
+			return doc.Config.plotM(doc.Points)
+		}
+		return doc.Config.plotLatency(doc.Points)
+	case "n":
+		if err := load("n", &doc); err != nil {
+			return err
+		}
+		success := doc.Points
+		if err := load("n_latency", &doc); err != nil {
+			return err
+		}
+		doc.Config.Out = ec.Out
+		return doc.Config.plotN(success, doc.Points)
+	case "evolution":
+		var res EvolutionResults
+		if err := load("evolution", &res); err != nil {
+			return err
+		}
+		return ec.plotEvolution(&res)
+	case "churn":
+		var c churnDoc
+		if err := load("churn", &c); err != nil {
+			return err
+		}
+		ec.Nodes, ec.Churn = c.Nodes, c.Config
+		return ec.plotChurn(c.Results)
+	}
+	return fmt.Errorf("netsim: unknown experiment %q", ec.Name)
+}
+
 func (ec ExperimentConfig) progress(stage string, done, total int) {
 	if ec.Progress != nil {
 		ec.Progress(stage, done, total)
@@ -171,6 +225,9 @@ type Point struct {
 	Experiment string  `json:"experiment"`
 	X          float64 `json:"x"`
 	*Results
+	// LatencyRTTs are the lookups' latencies in RPC round trips (the
+	// latency experiment keeps them for its CDF).
+	LatencyRTTs []float64 `json:"latency_rtt_samples,omitempty"`
 }
 
 func (ec ExperimentConfig) logPoint(p Point) {
@@ -209,19 +266,34 @@ func (ec ExperimentConfig) runRp(ctx context.Context) error {
 	if err := ec.writePoints("rp", points); err != nil {
 		return err
 	}
+	return ec.plotRp(points)
+}
+
+func (ec ExperimentConfig) plotRp(points []Point) error {
 	c := chart{
-		title:  fmt.Sprintf("Lookup success against node reliability (N=%d, %d lookups a point)", ec.Nodes, ec.Lookups),
+		title:  fmt.Sprintf("Lookup success against node reliability (N=%d, %d lookups a point, 95%% intervals)", ec.Nodes, ec.Lookups),
 		xlabel: "Rp, probability a node is up at lookup time",
 		ylabel: "lookup success",
 		yMin:   0, yMax: 1.02,
 	}
-	for _, m := range ec.Replication {
-		sel := filter(points, func(p Point) bool { return p.Replication == m })
-		c.series = append(c.series, measured(fmt.Sprintf("measured, m=%d", m), sel),
-			line(fmt.Sprintf("R_DHT=(1-(1-Rp)^m)^k, m=%d, k=hops", m), sel, func(p Point) float64 { return p.ModelSuccess }, false),
-			line(fmt.Sprintf("replica bound = R_server n=%d, Rs=Rp", m), sel, func(p Point) float64 { return p.ReplicaBound }, true))
+	var ms []int
+	var rps []float64
+	for _, p := range points {
+		if !slices.Contains(ms, p.Replication) {
+			ms = append(ms, p.Replication)
+		}
+		if !slices.Contains(rps, p.Rp) {
+			rps = append(rps, p.Rp)
+		}
 	}
-	c.series = append(c.series, modelCurve("R_server n=1, Rs=Rp (one tracker)", ec.RpValues, func(x float64) float64 { return RServer(x, 1) }))
+	for i, m := range ms {
+		sel := filter(points, func(p Point) bool { return p.Replication == m })
+		c.series = append(c.series, colored(i,
+			measured(fmt.Sprintf("measured, m=%d", m), sel),
+			line(fmt.Sprintf("R_DHT=(1-(1-Rp)^m)^k, k=hops, m=%d", m), sel, func(p Point) float64 { return p.ModelSuccess }, false),
+			line(fmt.Sprintf("replica bound 1-(1-Rp)^m = R_server n=%d, Rs=Rp", m), sel, func(p Point) float64 { return p.ReplicaBound }, true))...)
+	}
+	c.series = append(c.series, colored(6, modelCurve("R_server n=1, Rs=Rp (one tracker)", rps, func(x float64) float64 { return RServer(x, 1) }))...)
 	return c.save(filepath.Join(ec.Out, "rp.png"))
 }
 
@@ -251,20 +323,30 @@ func (ec ExperimentConfig) runM(ctx context.Context) error {
 	if err := ec.writePoints("m", points); err != nil {
 		return err
 	}
-	xs := make([]float64, len(ms))
-	for i, m := range ms {
-		xs[i] = float64(m)
+	return ec.plotM(points)
+}
+
+func (ec ExperimentConfig) plotM(points []Point) error {
+	var xs []float64
+	rp := ec.Rp
+	for _, p := range points {
+		xs = append(xs, p.X)
+		rp = p.Rp
+	}
+	nodes := ec.Nodes
+	if len(points) > 0 {
+		nodes = points[0].Nodes
 	}
 	c := chart{
-		title:  fmt.Sprintf("Lookup success against replication (N=%d, Rp=%.2f)", ec.Nodes, ec.Rp),
+		title:  fmt.Sprintf("Lookup success against replication (N=%d, Rp=%.2f, 95%% intervals)", nodes, rp),
 		xlabel: "m, storing nodes per record",
 		ylabel: "lookup success",
 		yMin:   0, yMax: 1.02,
 		series: []series{
 			measured("measured", points),
 			line("R_DHT=(1-(1-Rp)^m)^k, k=hops", points, func(p Point) float64 { return p.ModelSuccess }, false),
-			line("R_server n=m, Rs=Rp (= replica bound)", points, func(p Point) float64 { return p.ReplicaBound }, true),
-			modelCurve("R_server n=1, Rs=Rp", xs, func(float64) float64 { return RServer(ec.Rp, 1) }),
+			line("replica bound 1-(1-Rp)^m = R_server n=m, Rs=Rp", points, func(p Point) float64 { return p.ReplicaBound }, true),
+			modelCurve("R_server n=1, Rs=Rp (one tracker)", xs, func(float64) float64 { return RServer(rp, 1) }),
 		},
 	}
 	return c.save(filepath.Join(ec.Out, "m.png"))
@@ -313,32 +395,41 @@ func (ec ExperimentConfig) runN(ctx context.Context) error {
 	if err := ec.writePoints("n_latency", latency); err != nil {
 		return err
 	}
-	xs := make([]float64, len(ec.NodeCounts))
-	for i, n := range ec.NodeCounts {
-		xs[i] = float64(n)
+	return ec.plotN(success, latency)
+}
+
+func (ec ExperimentConfig) plotN(success, latency []Point) error {
+	var xs []float64
+	m, rp := 4, ec.Rp
+	for _, p := range success {
+		xs = append(xs, p.X)
+		m, rp = p.Replication, p.Rp
 	}
 	c := chart{
-		title:  fmt.Sprintf("Lookup success against network size (m=%d, Rp=%.2f)", m, ec.Rp),
+		title:  fmt.Sprintf("Lookup success against network size (m=%d, Rp=%.2f, 95%% intervals)", m, rp),
 		xlabel: "N, nodes (log scale)", ylabel: "lookup success", logX: true, yMin: 0, yMax: 1.02,
 		series: []series{
 			measured("measured", success),
 			line("R_DHT=(1-(1-Rp)^m)^k, k=hops", success, func(p Point) float64 { return p.ModelSuccess }, false),
-			modelCurve(fmt.Sprintf("replica bound = R_server n=%d, Rs=Rp", m), xs, func(float64) float64 { return ReplicaBound(ec.Rp, m) }),
-			modelCurve("R_server n=1, Rs=Rp", xs, func(float64) float64 { return RServer(ec.Rp, 1) }),
+			line(fmt.Sprintf("replica bound 1-(1-Rp)^m = R_server n=%d, Rs=Rp", m), success, func(p Point) float64 { return p.ReplicaBound }, true),
+			modelCurve("R_server n=1, Rs=Rp (one tracker)", xs, func(float64) float64 { return RServer(rp, 1) }),
 		},
 	}
-	c.series[2].dashes = true
 	if err := c.save(filepath.Join(ec.Out, "n.png")); err != nil {
 		return err
 	}
+	lat := ec.LatencyName
+	if len(latency) > 0 {
+		lat = latency[0].Latency
+	}
 	lc := chart{
-		title:  fmt.Sprintf("Lookup latency and hops against network size (every node up, %s links)", ec.Latency),
-		xlabel: "N, nodes (log scale)", ylabel: "RPC round trips; hops", logX: true,
+		title:  fmt.Sprintf("Lookup latency and hops against network size (%s links, one lookup at a time)", lat),
+		xlabel: "N, nodes (log scale)", ylabel: "RPC round trips; hops", logX: true, legendTop: true, legendLeft: true,
 		series: []series{
-			line("latency p50 in RPC round trips", latency, func(p Point) float64 { return p.LatencyRTT.P50 }, false),
-			line("latency p95 in RPC round trips", latency, func(p Point) float64 { return p.LatencyRTT.P95 }, true),
-			line("hops (referral depth), mean", latency, func(p Point) float64 { return p.HopsMean }, false),
-			line(fmt.Sprintf("hops at Rp=%.2f, mean", ec.Rp), success, func(p Point) float64 { return p.HopsMean }, true),
+			line("latency p50, in RPC round trips (every node up)", latency, func(p Point) float64 { return p.LatencyRTT.P50 }, false),
+			line("latency p95, in RPC round trips (every node up)", latency, func(p Point) float64 { return p.LatencyRTT.P95 }, true),
+			line("hops, mean (every node up)", latency, func(p Point) float64 { return p.HopsMean }, false),
+			line(fmt.Sprintf("hops, mean, at Rp=%.2f", rp), success, func(p Point) float64 { return p.HopsMean }, true),
 		},
 	}
 	if err := lc.save(filepath.Join(ec.Out, "n_latency.png")); err != nil {
@@ -348,12 +439,18 @@ func (ec ExperimentConfig) runN(ctx context.Context) error {
 		return err
 	}
 	mc := chart{
-		title:  "Memory per node against network size",
-		xlabel: "N, nodes (log scale)", ylabel: "MB per node", logX: true,
-		series: []series{
-			line("Go heap + stacks per node", latency, func(p Point) float64 { return float64(p.Memory.PerNode) / (1 << 20) }, false),
-			line("process RSS per node", latency, func(p Point) float64 { return float64(p.Memory.RSS) / (1 << 20) / float64(p.Nodes) }, true),
-		},
+		title:  "Memory per node against network size, after the build",
+		xlabel: "N, nodes (log scale)", ylabel: "MB per node", logX: true, legendTop: true,
+	}
+	var withMem []Point
+	for _, p := range latency {
+		if p.Memory != nil {
+			withMem = append(withMem, p)
+		}
+	}
+	mc.series = []series{
+		line("Go heap and stacks per node", withMem, func(p Point) float64 { return float64(p.Memory.PerNode) / (1 << 20) }, false),
+		line("process RSS per node", withMem, func(p Point) float64 { return float64(p.Memory.RSS) / (1 << 20) / float64(p.Nodes) }, true),
 	}
 	return mc.save(filepath.Join(ec.Out, "n_memory.png"))
 }
@@ -389,24 +486,31 @@ func (ec ExperimentConfig) runLatency(ctx context.Context) error {
 		}
 		res.Memory = &mem
 		p := Point{Experiment: "latency", X: float64(i), Results: res}
+		for _, o := range res.Outcomes {
+			if o.Err == nil && res.RPCRTTMS > 0 {
+				p.LatencyRTTs = append(p.LatencyRTTs, ms(o.Stats.Duration)/res.RPCRTTMS)
+			}
+		}
 		ec.logPoint(p)
 		points = append(points, p)
 	}
 	if err := ec.writePoints("latency", points); err != nil {
 		return err
 	}
-	// CDF of lookup latency in round trips, per model.
+	return ec.plotLatency(points)
+}
+
+func (ec ExperimentConfig) plotLatency(points []Point) error {
+	nodes, m := ec.Nodes, 4
+	if len(points) > 0 {
+		nodes, m = points[0].Nodes, points[0].Replication
+	}
 	c := chart{
-		title:  fmt.Sprintf("Lookup latency in RPC round trips (N=%d, m=%d, every node up)", ec.Nodes, m),
+		title:  fmt.Sprintf("Lookup latency in RPC round trips (N=%d, m=%d, every node up)", nodes, m),
 		xlabel: "lookup latency / median RPC round trip", ylabel: "share of lookups (CDF)", yMin: 0, yMax: 1.02,
 	}
 	for _, p := range points {
-		var xs []float64
-		for _, o := range p.Outcomes {
-			if o.Err == nil {
-				xs = append(xs, ms(o.Stats.Duration)/p.RPCRTTMS)
-			}
-		}
+		xs := slices.Clone(p.LatencyRTTs)
 		slices.Sort(xs)
 		ys := make([]float64, len(xs))
 		for i := range xs {
@@ -417,7 +521,7 @@ func (ec ExperimentConfig) runLatency(ctx context.Context) error {
 	if err := c.save(filepath.Join(ec.Out, "latency.png")); err != nil {
 		return err
 	}
-	return hopBars(filepath.Join(ec.Out, "latency_hops.png"), fmt.Sprintf("Hop histogram (N=%d)", ec.Nodes), points, func(p Point) string { return p.Latency })
+	return hopBars(filepath.Join(ec.Out, "latency_hops.png"), fmt.Sprintf("Hop histogram (N=%d)", nodes), points, func(p Point) string { return p.Latency })
 }
 
 // hopBars draws the hop histograms of points side by side, as shares.
@@ -433,8 +537,12 @@ func hopBars(path, title string, points []Point, name func(Point) string) error 
 	var groups []barGroup
 	for _, p := range points {
 		g := barGroup{name: name(p), values: make([]float64, maxHops)}
+		total := 0
+		for _, c := range p.HopHistogram {
+			total += c
+		}
 		for h, c := range p.HopHistogram {
-			g.values[h] = float64(c) / float64(max(len(p.Outcomes), 1))
+			g.values[h] = float64(c) / float64(max(total, 1))
 		}
 		groups = append(groups, g)
 	}

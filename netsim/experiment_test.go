@@ -69,6 +69,14 @@ func TestExperimentFiles(t *testing.T) {
 		t.Fatalf("m.json: %+v", doc)
 	}
 	isPNG(t, filepath.Join(ec.Out, "m.png"))
+	// The plot can be drawn again from the JSON alone.
+	if err := os.Remove(filepath.Join(ec.Out, "m.png")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Replot(ExperimentConfig{Name: "m", Out: ec.Out}); err != nil {
+		t.Fatal(err)
+	}
+	isPNG(t, filepath.Join(ec.Out, "m.png"))
 	if err := RunExperiment(ctx, ExperimentConfig{Name: "nope", Out: ec.Out}); err == nil {
 		t.Fatal("an unknown experiment ran")
 	}

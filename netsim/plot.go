@@ -22,6 +22,8 @@ type series struct {
 	// (a model).
 	points bool
 	dashes bool
+	// color is the palette index plus one; zero picks by position.
+	color int
 }
 
 // chart describes a plot.
@@ -30,7 +32,9 @@ type chart struct {
 	logX                  bool
 	// yMin and yMax fix the y range when yMax > yMin.
 	yMin, yMax float64
-	series     []series
+	// legendTop and legendLeft place the legend (bottom right by default).
+	legendTop, legendLeft bool
+	series                []series
 }
 
 var palette = []color.Color{
@@ -50,8 +54,9 @@ func (c chart) save(path string) error {
 	p.Title.Text = c.title
 	p.X.Label.Text = c.xlabel
 	p.Y.Label.Text = c.ylabel
-	p.Legend.Top = false
-	p.Legend.Left = true
+	p.Legend.Top, p.Legend.Left = c.legendTop, c.legendLeft
+	p.Legend.TextStyle.Font.Size = vg.Points(9)
+	p.Legend.Padding = vg.Points(2)
 	p.Add(plotter.NewGrid())
 	if c.logX {
 		p.X.Scale = plot.LogScale{}
@@ -62,6 +67,9 @@ func (c chart) save(path string) error {
 	}
 	for i, s := range c.series {
 		col := palette[i%len(palette)]
+		if s.color > 0 {
+			col = palette[(s.color-1)%len(palette)]
+		}
 		xys := make(plotter.XYs, 0, len(s.xs))
 		for j := range s.xs {
 			if math.IsNaN(s.ys[j]) || math.IsInf(s.ys[j], 0) {
@@ -130,10 +138,18 @@ func (c chart) save(path string) error {
 		}
 		p.X.Min, p.X.Max = lo/1.2, hi*1.2
 	}
-	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, path); err != nil {
+	if err := p.Save(8*vg.Inch, 5.5*vg.Inch, path); err != nil {
 		return fmt.Errorf("netsim: plot %s: %w", path, err)
 	}
 	return nil
+}
+
+// colored sets the palette colour of every series in ss.
+func colored(color int, ss ...series) []series {
+	for i := range ss {
+		ss[i].color = color + 1
+	}
+	return ss
 }
 
 // errBars adapts error bars to plotter.YErrorer.
@@ -177,7 +193,7 @@ func saveBars(path, title, xlabel, ylabel string, categories []string, groups []
 		p.Legend.Add(g.name, b)
 	}
 	p.NominalX(categories...)
-	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, path); err != nil {
+	if err := p.Save(8*vg.Inch, 5.5*vg.Inch, path); err != nil {
 		return fmt.Errorf("netsim: plot %s: %w", path, err)
 	}
 	return nil

@@ -38,6 +38,7 @@ type netsimCmd struct {
 	concurrency int
 	maxConns    int
 	maxNodes    int
+	replot      bool
 
 	// process mode
 	binary    string
@@ -55,7 +56,7 @@ var netsimFlags = map[string][]string{
 	"nodes": {"run", "experiment", "process"}, "latency": {"run", "experiment"}, "bandwidth": {"run"},
 	"replication": {"run", "experiment", "process"}, "rp": {"run", "experiment"}, "lookups": {"run", "experiment", "process"},
 	"keys": {"run", "process"}, "epochs": {"run", "experiment"}, "seed": {"run", "experiment", "process"}, "out": {"run", "experiment", "process"},
-	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"},
+	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"}, "replot": {"experiment"},
 	"binary": {"process"}, "netns": {"process"}, "duration": {"process"}, "ttf": {"process"}, "ttr": {"process"},
 	"republish": {"process"}, "record-ttl": {"process"},
 }
@@ -81,6 +82,7 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 	fs.IntVar(&c.concurrency, "concurrency", 4, "announces or lookups in flight at once")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "trim each node's connections to `C` between phases (routing-table peers kept first), 0 to keep all: saves memory in large networks")
 	fs.IntVar(&c.maxNodes, "max-nodes", 1600, "the largest `N` the n experiment tries (100, 200, 400, ... up to it)")
+	fs.BoolVar(&c.replot, "replot", false, "draw an experiment's plots again from the JSON in --out, without running it")
 	fs.StringVar(&c.binary, "binary", "", "the kadtracker `PATH` to start daemons from")
 	fs.Lookup("binary").DefValue = "this executable"
 	fs.BoolVar(&c.netns, "netns", false, "put each daemon in a network namespace of its own with its own address (needs root and iproute2)")
@@ -256,6 +258,9 @@ func (c *netsimCmd) runExperiment(ctx context.Context, bar *progress) error {
 	}
 	ec.Progress = bar.set
 	ec.Log = bar
+	if c.replot {
+		return netsim.Replot(ec)
+	}
 	return netsim.RunExperiment(ctx, ec)
 }
 
