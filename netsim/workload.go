@@ -229,10 +229,13 @@ type Results struct {
 	// LatencyRTT is lookup latency in RPC round trips.
 	LatencyRTT Percentiles `json:"latency_rtt"`
 
-	Memory   *Memory   `json:"memory,omitempty"`
-	Seconds  float64   `json:"seconds"`
-	Outcomes []Outcome `json:"-"`
-	Schedule Schedule  `json:"-"`
+	Memory *Memory `json:"memory,omitempty"`
+	// BuildSeconds is how long the network took to build (RunNetwork);
+	// Seconds how long the workload ran.
+	BuildSeconds float64   `json:"build_seconds,omitempty"`
+	Seconds      float64   `json:"seconds"`
+	Outcomes     []Outcome `json:"-"`
+	Schedule     Schedule  `json:"-"`
 }
 
 // NoRepublish makes records live a day and puts republishing as far off as
@@ -255,10 +258,12 @@ func RunNetwork(ctx context.Context, cfg Config, w Uniform, seed uint64) (*Resul
 		return nil, err
 	}
 	base := MemBaseline()
+	start := time.Now()
 	nw, err := New(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	built := time.Since(start)
 	mem := nw.Memory(base)
 	res, err := w.Run(ctx, nw, seed)
 	if cerr := nw.Close(); err == nil && cerr != nil {
@@ -268,6 +273,7 @@ func RunNetwork(ctx context.Context, cfg Config, w Uniform, seed uint64) (*Resul
 		return nil, err
 	}
 	res.Memory = &mem
+	res.BuildSeconds = built.Seconds()
 	return res, nil
 }
 

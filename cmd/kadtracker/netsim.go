@@ -218,8 +218,10 @@ func (c *netsimCmd) runOne(ctx context.Context, stdout io.Writer, bar *progress)
 	fmt.Fprintf(stdout, "N=%d m=%d rp=%.2f: %d of %d lookups found the record (%.3f, 95%% %.3f..%.3f); R_DHT %.3f (k=%.2f hops), replica bound %.3f\n",
 		res.Nodes, res.Replication, res.Rp, res.Successes, res.Lookups, res.SuccessRate, res.SuccessCI95[0], res.SuccessCI95[1],
 		res.ModelSuccess, res.HopsMean, res.ReplicaBound)
-	fmt.Fprintf(stdout, "latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; RPC round trip %.2f ms: p50 %.1f round trips; %.2f MB per node\n",
-		res.LatencyMS.P50, res.LatencyMS.P95, res.LatencyMS.P99, res.RPCRTTMS, res.LatencyRTT.P50, float64(res.Memory.PerNode)/(1<<20))
+	fmt.Fprintf(stdout, "latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; RPC round trip %.2f ms: p50 %.1f round trips\n",
+		res.LatencyMS.P50, res.LatencyMS.P95, res.LatencyMS.P99, res.RPCRTTMS, res.LatencyRTT.P50)
+	fmt.Fprintf(stdout, "built in %.0fs; %.2f MB per node (Go heap and stacks), RSS %.0f MB (peak %.0f MB)\n",
+		res.BuildSeconds, float64(res.Memory.PerNode)/(1<<20), float64(res.Memory.RSS)/(1<<20), float64(res.Memory.PeakRSS)/(1<<20))
 	fmt.Fprintf(stdout, "wrote %s/results.json and %s/lookups.csv\n", c.out, c.out)
 	return nil
 }
