@@ -203,7 +203,10 @@ type EvolutionResults struct {
 	Nodes    int              `json:"nodes"`
 	Horizon  float64          `json:"horizon_hours"`
 	Torrents []*TorrentResult `json:"torrents"`
-	Seconds  float64          `json:"seconds"`
+	// ExtinctionLevel is the c of lifespan = τ·ln(λ0/(cγ)) fitted to the
+	// torrents that died: the model's deterministic lifespan has c = 1.
+	ExtinctionLevel float64 `json:"extinction_level_c"`
+	Seconds         float64 `json:"seconds"`
 }
 
 // Run runs the workload on nw, whose nodes must run on clock.
@@ -330,6 +333,7 @@ func (e Evolution) Run(ctx context.Context, nw *Network, clock *SimClock, seed u
 	for _, t := range res.Torrents {
 		t.summarise(horizon, e.BinHours)
 	}
+	res.ExtinctionLevel = extinctionLevel(res.Torrents)
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
 }
@@ -544,6 +548,7 @@ func (ec ExperimentConfig) runEvolution(ctx context.Context) error {
 		fmt.Fprintf(ec.Log, "torrent %d λ0=%g/h: lifespan %.1f h (DHT saw %.1f h, censored %v), model τ·ln(λ0/γ) = %.1f h; %d arrivals, failure ratio %.3f (model γ/λ0 %.3f), availability while alive %.3f\n",
 			t.Torrent, t.Lambda0, t.Lifespan, t.DHTLifespan, t.Censored, t.ModelLifespan, t.Arrivals, t.FailureRatio, t.ModelFailureRatio, t.Availability)
 	}
+	fmt.Fprintf(ec.Log, "fitted: lifespan = τ·ln(λ0/(cγ)) with c = %.2f\n", res.ExtinctionLevel)
 	if err := writeJSON(filepath.Join(ec.Out, "evolution.json"), struct {
 		Command string `json:"command,omitempty"`
 		*EvolutionResults
@@ -606,7 +611,8 @@ func (ec ExperimentConfig) plotEvolution(res *EvolutionResults) error {
 	if err := av.save(filepath.Join(ec.Out, "evolution.png")); err != nil {
 		return err
 	}
-	// Lifespan against λ0.
+	// Lifespan against λ0, with the model and the model shifted by the
+	// fitted level c of λ(t)/γ at which the swarm dies.
 	var lx, ly, dx, dy []float64
 	for _, t := range res.Torrents {
 		lx = append(lx, t.Lambda0)
@@ -614,17 +620,22 @@ func (ec ExperimentConfig) plotEvolution(res *EvolutionResults) error {
 		dx = append(dx, t.Lambda0)
 		dy = append(dy, t.DHTLifespan)
 	}
+	c := extinctionLevel(res.Torrents)
 	lc := chart{
 		title:  fmt.Sprintf("Torrent lifespan against initial popularity (τ=%gh, γ=%g/h)", e.TauHours, e.GammaPerHour),
 		xlabel: "λ0, arrivals per hour at birth (log scale)", ylabel: "lifespan, hours", logX: true, legendTop: true, legendLeft: true,
 		series: []series{
-			{name: "measured: last seed left", xs: lx, ys: ly, points: true},
-			{name: "measured: last lookup that found a live seed", xs: dx, ys: dy, points: true},
+			{name: "measured: when the last seed left", xs: lx, ys: ly, points: true, noLine: true},
+			{name: "measured: last lookup that found a live seed", xs: dx, ys: dy, points: true, noLine: true},
 			modelCurve("model τ·ln(λ0/γ)", e.Lambda0, func(x float64) float64 { return Lifespan(x, e.TauHours, e.GammaPerHour) }),
 		},
 	}
-	for i := range lc.series[:2] {
-		lc.series[i] = sortByX(lc.series[i])
+	if c > 0 {
+		fit := modelCurve(fmt.Sprintf("τ·ln(λ0/(cγ)): dies when λ(t)/γ falls to c = %.1f (fitted)", c), e.Lambda0, func(x float64) float64 {
+			return Lifespan(x, e.TauHours, c*e.GammaPerHour)
+		})
+		fit.dashes = true
+		lc.series = append(lc.series, fit)
 	}
 	if err := lc.save(filepath.Join(ec.Out, "evolution_lifespan.png")); err != nil {
 		return err
@@ -655,21 +666,21 @@ func (ec ExperimentConfig) plotEvolution(res *EvolutionResults) error {
 	return sc.save(filepath.Join(ec.Out, "evolution_seeds.png"))
 }
 
-// sortByX orders a series' points by x, for a line through them.
-func sortByX(s series) series {
-	idx := make([]int, len(s.xs))
-	for i := range idx {
-		idx[i] = i
-	}
-	for i := 1; i < len(idx); i++ {
-		for j := i; j > 0 && s.xs[idx[j]] < s.xs[idx[j-1]]; j-- {
-			idx[j], idx[j-1] = idx[j-1], idx[j]
+// extinctionLevel fits the c of lifespan = τ·ln(λ0/(cγ)) to the torrents
+// that died (the geometric mean of λ0/γ·e^(-lifespan/τ)); 0 if none did.
+// In the fluid model c is 1; with whole seeds arriving and leaving at random
+// a swarm dies while a few are still expected.
+func extinctionLevel(ts []*TorrentResult) float64 {
+	sum, n := 0.0, 0
+	for _, t := range ts {
+		if t.Censored || t.Lifespan <= 0 {
+			continue
 		}
+		sum += math.Log(t.Lambda0/t.GammaPerHour) - t.Lifespan/t.TauHours
+		n++
 	}
-	out := series{name: s.name, points: s.points, dashes: s.dashes}
-	for _, i := range idx {
-		out.xs = append(out.xs, s.xs[i])
-		out.ys = append(out.ys, s.ys[i])
+	if n == 0 {
+		return 0
 	}
-	return out
+	return math.Exp(sum / float64(n))
 }

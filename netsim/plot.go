@@ -24,6 +24,8 @@ type series struct {
 	dashes bool
 	// color is the palette index plus one; zero picks by position.
 	color int
+	// noLine leaves measured points unconnected.
+	noLine bool
 }
 
 // chart describes a plot.
@@ -88,13 +90,16 @@ func (c chart) save(path string) error {
 			sc.GlyphStyle.Color = col
 			sc.GlyphStyle.Radius = vg.Points(3)
 			sc.GlyphStyle.Shape = draw.CircleGlyph{}
-			ln, err := plotter.NewLine(xys)
-			if err != nil {
-				return err
+			if !s.noLine {
+				ln, err := plotter.NewLine(xys)
+				if err != nil {
+					return err
+				}
+				ln.LineStyle.Color = col
+				ln.LineStyle.Width = vg.Points(0.5)
+				p.Add(ln)
 			}
-			ln.LineStyle.Color = col
-			ln.LineStyle.Width = vg.Points(0.5)
-			p.Add(ln, sc)
+			p.Add(sc)
 			p.Legend.Add(s.name, sc)
 			if s.lo != nil {
 				eb := errBars{xys: xys}
