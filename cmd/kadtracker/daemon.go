@@ -86,6 +86,9 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 				return nil, fmt.Errorf("--%s: %w", f.name, err)
 			}
 		}
+		if d.tsup.publish && !d.dht {
+			return nil, errors.New("--tsup-publish publishes into the DHT; it cannot go with --dht=false")
+		}
 		return d, nil
 	}
 }

@@ -240,6 +240,7 @@ func TestParseErrors(t *testing.T) {
 		{"tracker beyond loopback", home, []string{"run", "--tracker-udp", "0.0.0.0:6969"}, "--tracker-udp: 0.0.0.0:6969 is not a loopback address; add --tracker-allow-remote"},
 		{"tracker address without port", home, []string{"run", "--tracker-http", "127.0.0.1"}, "--tracker-http: address 127.0.0.1: missing port"},
 		{"tracker host name", home, []string{"run", "--tracker-http", "example.org:80"}, "want an IP address and port"},
+		{"tsup publish without a DHT", home, []string{"run", "--dht=false", "--tsup-links", "/l", "--tsup-publish"}, "cannot go with --dht=false"},
 		{"no home", env{}, []string{"run"}, "no data directory"},
 		{"client no home", env{}, []string{"status"}, "set --rpc-socket or --data-dir"},
 		{"peers no infohash", home, []string{"peers", "--json"}, "missing INFOHASH"},
