@@ -103,6 +103,38 @@ func RepairModel(mttf, mttr, t time.Duration, m int) float64 {
 	return 1 - sum/steps
 }
 
+// RepairModelTTL counts the copies older republishes left as well: a
+// lookup asks the m closest live nodes, and one of them has the record if
+// it was up at any republish of the last TTL. For a node up now, the chance
+// it was down at the republish of age a is (1-A)(1-e^(-ra)), and down again
+// T earlier (1-A)+A·e^(-rT) (the chain is reversible), r = 1/MTTF+1/MTTR.
+// It takes a node up at a republish to have been among the m closest live
+// nodes then, which need not be so when nodes closer to the key were up
+// too, so it is optimistic where RepairModel is pessimistic; the truth lies
+// between them.
+func RepairModelTTL(mttf, mttr, t, ttl time.Duration, m int) float64 {
+	a := mttf.Hours() / (mttf.Hours() + mttr.Hours())
+	rate := 1/mttf.Hours() + 1/mttr.Hours()
+	T, L := t.Hours(), ttl.Hours()
+	again := (1 - a) + a*math.Exp(-rate*T)
+	const steps = 2000
+	sum := 0.0
+	for i := range steps {
+		age := (float64(i) + 0.5) / steps * T
+		copies := 0
+		for k := 0; age+float64(k)*T < L; k++ {
+			copies++
+		}
+		if copies == 0 {
+			sum++ // every copy has expired
+			continue
+		}
+		none := (1 - a) * (1 - math.Exp(-rate*age)) * math.Pow(again, float64(copies-1))
+		sum += math.Pow(none, float64(m))
+	}
+	return 1 - sum/steps
+}
+
 // ChurnResult is one run: one m and one republish interval.
 type ChurnResult struct {
 	Nodes        int           `json:"nodes"`
@@ -117,11 +149,13 @@ type ChurnResult struct {
 	SuccessRate  float64       `json:"success_rate"`
 	SuccessCI95  [2]float64    `json:"success_ci95"`
 	HopsMean     float64       `json:"hops_mean"`
-	// RepairModel is the model with republishing; ReplicaBound the one
-	// without (republish interval → ∞); ModelSuccess R_DHT with Rp = A.
-	RepairModel  float64 `json:"repair_model"`
-	ReplicaBound float64 `json:"replica_bound"`
-	ModelSuccess float64 `json:"model_success"`
+	// RepairModel and RepairModelTTL are the models with republishing
+	// (pessimistic and optimistic); ReplicaBound the one without (republish
+	// interval → ∞); ModelSuccess R_DHT with Rp = A.
+	RepairModel    float64 `json:"repair_model"`
+	RepairModelTTL float64 `json:"repair_model_ttl"`
+	ReplicaBound   float64 `json:"replica_bound"`
+	ModelSuccess   float64 `json:"model_success"`
 	// DownMean is the share of churning nodes down when lookups ran.
 	DownMean     float64 `json:"down_share_mean"`
 	LookupErrors int     `json:"lookup_errors"`
@@ -312,6 +346,7 @@ func (c Churn) Run(ctx context.Context, nw *Network, clock *SimClock, republish 
 	lo, hi := Wilson(res.Successes, res.Lookups, 1.96)
 	res.SuccessCI95 = [2]float64{lo, hi}
 	res.RepairModel = RepairModel(c.MTTF, c.MTTR, republish, m)
+	res.RepairModelTTL = RepairModelTTL(c.MTTF, c.MTTR, republish, res.RecordTTL, m)
 	res.ReplicaBound = ReplicaBound(res.Availability, m)
 	res.ModelSuccess = RDHT(res.Availability, m, res.HopsMean)
 	res.Seconds = time.Since(start).Seconds()
@@ -371,9 +406,9 @@ func (ec ExperimentConfig) runChurn(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(ec.Log, "churn m=%d republish=%s ttl=%s A=%.2f: success %.3f [%.3f, %.3f] of %d lookups, repair model %.3f, without repair %.3f, R_DHT %.3f, hops %.2f, %d failures (%.0fs)\n",
+			fmt.Fprintf(ec.Log, "churn m=%d republish=%s ttl=%s A=%.2f: success %.3f [%.3f, %.3f] of %d lookups, repair model %.3f..%.3f, without repair %.3f, R_DHT %.3f, hops %.2f, %d failures (%.0fs)\n",
 				m, rep, res.RecordTTL, res.Availability, res.SuccessRate, res.SuccessCI95[0], res.SuccessCI95[1], res.Lookups,
-				res.RepairModel, res.ReplicaBound, res.ModelSuccess, res.HopsMean, res.Failures, res.Seconds)
+				res.RepairModel, res.RepairModelTTL, res.ReplicaBound, res.ModelSuccess, res.HopsMean, res.Failures, res.Seconds)
 			results = append(results, res)
 		}
 	}
@@ -381,12 +416,12 @@ func (ec ExperimentConfig) runChurn(ctx context.Context) error {
 		return err
 	}
 	rows := [][]string{{"nodes", "replication", "republish_minutes", "record_ttl_minutes", "mttf_minutes", "mttr_minutes", "availability",
-		"lookups", "successes", "success_rate", "ci95_lo", "ci95_hi", "repair_model", "replica_bound", "model_success", "hops_mean", "down_share_mean", "lookup_errors", "failures"}}
+		"lookups", "successes", "success_rate", "ci95_lo", "ci95_hi", "repair_model", "repair_model_ttl", "replica_bound", "model_success", "hops_mean", "down_share_mean", "lookup_errors", "failures"}}
 	f := func(x float64) string { return fmt.Sprintf("%.6g", x) }
 	for _, r := range results {
 		rows = append(rows, []string{fmt.Sprint(r.Nodes), fmt.Sprint(r.Replication), f(r.Republish.Minutes()), f(r.RecordTTL.Minutes()), f(r.MTTF.Minutes()), f(r.MTTR.Minutes()),
 			f(r.Availability), fmt.Sprint(r.Lookups), fmt.Sprint(r.Successes), f(r.SuccessRate), f(r.SuccessCI95[0]), f(r.SuccessCI95[1]),
-			f(r.RepairModel), f(r.ReplicaBound), f(r.ModelSuccess), f(r.HopsMean), f(r.DownMean), fmt.Sprint(r.LookupErrors), fmt.Sprint(r.Failures)})
+			f(r.RepairModel), f(r.RepairModelTTL), f(r.ReplicaBound), f(r.ModelSuccess), f(r.HopsMean), f(r.DownMean), fmt.Sprint(r.LookupErrors), fmt.Sprint(r.Failures)})
 	}
 	if err := writeCSV(filepath.Join(ec.Out, "churn.csv"), rows); err != nil {
 		return err
@@ -406,7 +441,7 @@ func (ec ExperimentConfig) plotChurn(results []*ChurnResult) error {
 	c := ec.Churn
 	ch := chart{
 		title:  fmt.Sprintf("Lookup success under churn against the republish interval (N=%d, MTTF=%s, MTTR=%s)", ec.Nodes, c.MTTF, c.MTTR),
-		xlabel: "republish interval / MTTF (log scale)", ylabel: "lookup success", logX: true, yMin: 0.5, yMax: 1.01,
+		xlabel: fmt.Sprintf("republish interval / MTTF (log scale); record TTL = %g × republish interval", c.TTLFactor), ylabel: "lookup success", logX: true, yMin: 0.5, yMax: 1.01,
 	}
 	var xs []float64
 	for _, rep := range c.Republish {
@@ -428,12 +463,17 @@ func (ec ExperimentConfig) plotChurn(results []*ChurnResult) error {
 				s.hi = append(s.hi, r.SuccessCI95[1])
 			}
 		}
-		model := modelCurve(fmt.Sprintf("repair model, m=%d", m), xs, func(x float64) float64 {
+		model := modelCurve(fmt.Sprintf("repair model, last republish only, m=%d", m), xs, func(x float64) float64 {
 			return RepairModel(c.MTTF, c.MTTR, time.Duration(x*float64(c.MTTF)), m)
 		})
+		withTTL := modelCurve(fmt.Sprintf("repair model, every copy within the TTL, m=%d", m), xs, func(x float64) float64 {
+			t := time.Duration(x * float64(c.MTTF))
+			return RepairModelTTL(c.MTTF, c.MTTR, t, time.Duration(c.TTLFactor*float64(t)), m)
+		})
+		withTTL.dashes = true
 		bound := modelCurve(fmt.Sprintf("no repair: 1-(1-A)^m, m=%d", m), xs, func(float64) float64 { return ReplicaBound(c.Availability(), m) })
 		bound.dashes = true
-		ch.series = append(ch.series, colored(i, s, model, bound)...)
+		ch.series = append(ch.series, colored(i, s, model, withTTL, bound)...)
 	}
 	return ch.save(filepath.Join(ec.Out, "churn.png"))
 }

@@ -312,6 +312,15 @@ func TestModel(t *testing.T) {
 	if a, b := RepairModel(time.Hour, time.Hour, 10*time.Minute, 2), RepairModel(time.Hour, time.Hour, time.Hour, 2); !(a > b && b > 0.75) {
 		t.Errorf("repair model: %v at 10 min, %v at an hour: want falling towards 0.75", a, b)
 	}
+	for _, T := range []time.Duration{10 * time.Minute, time.Hour, 3 * time.Hour} {
+		pess, opt := RepairModel(time.Hour, time.Hour, T, 2), RepairModelTTL(time.Hour, time.Hour, T, 3*T, 2)
+		if !(opt >= pess && pess >= 0.75) {
+			t.Errorf("republish %v: repair models %v (last republish) and %v (within the TTL)", T, pess, opt)
+		}
+	}
+	if a, b := RepairModelTTL(time.Hour, time.Hour, time.Hour, time.Hour, 2), RepairModel(time.Hour, time.Hour, time.Hour, 2); math.Abs(a-b) > 1e-3 {
+		t.Errorf("with the TTL equal to the republish interval the models agree: %v and %v", a, b)
+	}
 	lo, hi := Wilson(50, 100, 1.96)
 	if !(lo > 0.39 && lo < 0.41 && hi > 0.59 && hi < 0.61) {
 		t.Errorf("Wilson(50, 100) = %v..%v, want about 0.40..0.60", lo, hi)

@@ -70,8 +70,9 @@ type ProcessResults struct {
 	WrongIP int `json:"wrong_ip"`
 	// Availability is TTF/(TTF+TTR); RepairModel and ReplicaBound are as in
 	// the churn experiment (1 and 1 without failures).
-	Availability float64          `json:"availability"`
-	RepairModel  float64          `json:"repair_model"`
+	Availability   float64 `json:"availability"`
+	RepairModel    float64 `json:"repair_model"`
+	RepairModelTTL float64 `json:"repair_model_ttl"`
 	ReplicaBound float64          `json:"replica_bound"`
 	HopsMean     float64          `json:"hops_mean"`
 	LatencyMS    Percentiles      `json:"latency_ms"`
@@ -153,11 +154,12 @@ func (pr ProcessRun) Run(ctx context.Context) (_ *ProcessResults, err error) {
 
 	res := &ProcessResults{
 		Nodes: pr.Cluster.Nodes, Replication: pr.Cluster.Replication, RecordTTL: pr.Cluster.RecordTTL, Republish: pr.Cluster.Republish,
-		TTF: pr.TTF, TTR: pr.TTR, Netns: pr.Cluster.Netns, Keys: pr.Keys, Availability: 1, RepairModel: 1, ReplicaBound: 1,
+		TTF: pr.TTF, TTR: pr.TTR, Netns: pr.Cluster.Netns, Keys: pr.Keys, Availability: 1, RepairModel: 1, RepairModelTTL: 1, ReplicaBound: 1,
 	}
 	if pr.TTF > 0 {
 		res.Availability = pr.TTF.Seconds() / (pr.TTF + pr.TTR).Seconds()
 		res.RepairModel = RepairModel(pr.TTF, pr.TTR, pr.Cluster.Republish, pr.Cluster.Replication)
+		res.RepairModelTTL = RepairModelTTL(pr.TTF, pr.TTR, pr.Cluster.Republish, pr.Cluster.RecordTTL, pr.Cluster.Replication)
 		res.ReplicaBound = ReplicaBound(res.Availability, pr.Cluster.Replication)
 	}
 
@@ -385,7 +387,8 @@ func WriteProcessResults(dir, command string, res *ProcessResults) error {
 		down.ys = append(down.ys, w.Down/float64(res.Nodes))
 	}
 	c.series = []series{succ,
-		modelCurve(fmt.Sprintf("repair model %.3f", res.RepairModel), xs, func(float64) float64 { return res.RepairModel }),
+		modelCurve(fmt.Sprintf("repair model, last republish only: %.3f", res.RepairModel), xs, func(float64) float64 { return res.RepairModel }),
+		modelCurve(fmt.Sprintf("repair model, every copy within the TTL: %.3f", res.RepairModelTTL), xs, func(float64) float64 { return res.RepairModelTTL }),
 		modelCurve(fmt.Sprintf("no repair 1-(1-A)^m %.3f", res.ReplicaBound), xs, func(float64) float64 { return res.ReplicaBound }),
 		down}
 	return c.save(filepath.Join(dir, "process.png"))

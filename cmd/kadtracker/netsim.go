@@ -383,9 +383,9 @@ func (c *netsimCmd) runProcess(ctx context.Context, stdout io.Writer, bar *progr
 		return err
 	}
 	bar.done()
-	fmt.Fprintf(stdout, "%d daemons, m=%d: %d of %d lookups found the record (%.3f, 95%% %.3f..%.3f), %d errors; %d kills, %d restarts; repair model %.3f, no repair %.3f; latency p50 %.1f ms\n",
+	fmt.Fprintf(stdout, "%d daemons, m=%d: %d of %d lookups found the record (%.3f, 95%% %.3f..%.3f), %d errors; %d kills, %d restarts; repair model %.3f..%.3f, no repair %.3f; latency p50 %.1f ms\n",
 		res.Nodes, res.Replication, res.Successes, res.Lookups, res.SuccessRate, res.SuccessCI95[0], res.SuccessCI95[1], res.LookupErrors,
-		res.Kills, res.Restarts, res.RepairModel, res.ReplicaBound, res.LatencyMS.P50)
+		res.Kills, res.Restarts, res.RepairModel, res.RepairModelTTL, res.ReplicaBound, res.LatencyMS.P50)
 	fmt.Fprintf(stdout, "wrote %s/process.json, process_lookups.csv, process.png and logs/\n", c.out)
 	return nil
 }
