@@ -70,17 +70,17 @@ type ProcessResults struct {
 	WrongIP int `json:"wrong_ip"`
 	// Availability is TTF/(TTF+TTR); RepairModel and ReplicaBound are as in
 	// the churn experiment (1 and 1 without failures).
-	Availability   float64 `json:"availability"`
-	RepairModel    float64 `json:"repair_model"`
-	RepairModelTTL float64 `json:"repair_model_ttl"`
-	ReplicaBound float64          `json:"replica_bound"`
-	HopsMean     float64          `json:"hops_mean"`
-	LatencyMS    Percentiles      `json:"latency_ms"`
-	Kills        int              `json:"kills"`
-	Restarts     int              `json:"restarts"`
-	Windows      []ProcessWindow  `json:"windows"`
-	Seconds      float64          `json:"seconds"`
-	Outcomes     []ProcessOutcome `json:"-"`
+	Availability   float64          `json:"availability"`
+	RepairModel    float64          `json:"repair_model"`
+	RepairModelTTL float64          `json:"repair_model_ttl"`
+	ReplicaBound   float64          `json:"replica_bound"`
+	HopsMean       float64          `json:"hops_mean"`
+	LatencyMS      Percentiles      `json:"latency_ms"`
+	Kills          int              `json:"kills"`
+	Restarts       int              `json:"restarts"`
+	Windows        []ProcessWindow  `json:"windows"`
+	Seconds        float64          `json:"seconds"`
+	Outcomes       []ProcessOutcome `json:"-"`
 }
 
 // ProcessWindow is success in one time bin.
