@@ -453,6 +453,7 @@ func (ec ExperimentConfig) plotChurn(results []*ChurnResult) error {
 			ms = append(ms, r.Replication)
 		}
 	}
+	ch.xTicks = xs
 	for i, m := range ms {
 		s := series{name: fmt.Sprintf("measured, m=%d", m), points: true}
 		for _, r := range results {
@@ -472,7 +473,7 @@ func (ec ExperimentConfig) plotChurn(results []*ChurnResult) error {
 		})
 		withTTL.dashes = true
 		bound := modelCurve(fmt.Sprintf("no repair: 1-(1-A)^m, m=%d", m), xs, func(float64) float64 { return ReplicaBound(c.Availability(), m) })
-		bound.dashes = true
+		bound.dotted = true
 		ch.series = append(ch.series, colored(i, s, model, withTTL, bound)...)
 	}
 	return ch.save(filepath.Join(ec.Out, "churn.png"))

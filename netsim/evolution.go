@@ -623,7 +623,7 @@ func (ec ExperimentConfig) plotEvolution(res *EvolutionResults) error {
 	c := extinctionLevel(res.Torrents)
 	lc := chart{
 		title:  fmt.Sprintf("Torrent lifespan against initial popularity (τ=%gh, γ=%g/h)", e.TauHours, e.GammaPerHour),
-		xlabel: "λ0, arrivals per hour at birth (log scale)", ylabel: "lifespan, hours", logX: true, legendTop: true, legendLeft: true,
+		xlabel: "λ0, arrivals per hour at birth (log scale)", ylabel: "lifespan, hours", logX: true, legendTop: true, legendLeft: true, xTicks: e.Lambda0,
 		series: []series{
 			{name: "measured: when the last seed left", xs: lx, ys: ly, points: true, noLine: true},
 			{name: "measured: last lookup that found a live seed", xs: dx, ys: dy, points: true, noLine: true},

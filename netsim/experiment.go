@@ -407,7 +407,7 @@ func (ec ExperimentConfig) plotN(success, latency []Point) error {
 	}
 	c := chart{
 		title:  fmt.Sprintf("Lookup success against network size (m=%d, Rp=%.2f, 95%% intervals)", m, rp),
-		xlabel: "N, nodes (log scale)", ylabel: "lookup success", logX: true, yMin: 0, yMax: 1.02,
+		xlabel: "N, nodes (log scale)", ylabel: "lookup success", logX: true, yMin: 0, yMax: 1.02, xTicks: xs,
 		series: []series{
 			measured("measured", success),
 			line("R_DHT=(1-(1-Rp)^m)^k, k=hops", success, func(p Point) float64 { return p.ModelSuccess }, false),
@@ -424,7 +424,7 @@ func (ec ExperimentConfig) plotN(success, latency []Point) error {
 	}
 	lc := chart{
 		title:  fmt.Sprintf("Lookup latency and hops against network size (%s links, one lookup at a time)", lat),
-		xlabel: "N, nodes (log scale)", ylabel: "RPC round trips; hops", logX: true, legendTop: true, legendLeft: true,
+		xlabel: "N, nodes (log scale)", ylabel: "RPC round trips; hops", logX: true, legendTop: true, legendLeft: true, xTicks: xs,
 		series: []series{
 			line("latency p50, in RPC round trips (every node up)", latency, func(p Point) float64 { return p.LatencyRTT.P50 }, false),
 			line("latency p95, in RPC round trips (every node up)", latency, func(p Point) float64 { return p.LatencyRTT.P95 }, true),
@@ -440,7 +440,7 @@ func (ec ExperimentConfig) plotN(success, latency []Point) error {
 	}
 	mc := chart{
 		title:  "Memory per node against network size, after the build",
-		xlabel: "N, nodes (log scale)", ylabel: "MB per node", logX: true, legendTop: true,
+		xlabel: "N, nodes (log scale)", ylabel: "MB per node", logX: true, legendTop: true, xTicks: xs,
 	}
 	var withMem []Point
 	for _, p := range latency {

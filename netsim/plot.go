@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -26,6 +27,8 @@ type series struct {
 	color int
 	// noLine leaves measured points unconnected.
 	noLine bool
+	// dotted draws a model line dotted rather than dashed.
+	dotted bool
 }
 
 // chart describes a plot.
@@ -36,7 +39,9 @@ type chart struct {
 	yMin, yMax float64
 	// legendTop and legendLeft place the legend (bottom right by default).
 	legendTop, legendLeft bool
-	series                []series
+	// xTicks, if set, are the x values labelled (for a log axis).
+	xTicks []float64
+	series []series
 }
 
 var palette = []color.Color{
@@ -122,7 +127,10 @@ func (c chart) save(path string) error {
 		}
 		ln.LineStyle.Color = col
 		ln.LineStyle.Width = vg.Points(1.5)
-		if s.dashes {
+		switch {
+		case s.dotted:
+			ln.LineStyle.Dashes = []vg.Length{vg.Points(1.5), vg.Points(2.5)}
+		case s.dashes:
 			ln.LineStyle.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
 		}
 		p.Add(ln)
@@ -142,6 +150,13 @@ func (c chart) save(path string) error {
 			lo, hi = 1, 10
 		}
 		p.X.Min, p.X.Max = lo/1.2, hi*1.2
+	}
+	if len(c.xTicks) > 0 {
+		var ticks []plot.Tick
+		for _, x := range c.xTicks {
+			ticks = append(ticks, plot.Tick{Value: x, Label: strconv.FormatFloat(x, 'g', 4, 64)})
+		}
+		p.X.Tick.Marker = plot.ConstantTicks(ticks)
 	}
 	if err := p.Save(8*vg.Inch, 5.5*vg.Inch, path); err != nil {
 		return fmt.Errorf("netsim: plot %s: %w", path, err)
