@@ -151,12 +151,14 @@ func Replot(ec ExperimentConfig) error {
 		if err := load("n", &doc); err != nil {
 			return err
 		}
-		success := doc.Points
-		if err := load("n_latency", &doc); err != nil {
+		var lat struct {
+			Points []Point `json:"points"`
+		}
+		if err := load("n_latency", &lat); err != nil {
 			return err
 		}
 		doc.Config.Out = ec.Out
-		return doc.Config.plotN(success, doc.Points)
+		return doc.Config.plotN(doc.Points, lat.Points)
 	case "evolution":
 		var res EvolutionResults
 		if err := load("evolution", &res); err != nil {
