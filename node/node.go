@@ -61,6 +61,7 @@ type Node struct {
 	announced map[records.Key]announcement
 	bridged   map[records.Key][]netip.AddrPort // endpoints PublishBridged keeps published
 	lastSeq   uint64
+	publishes keyLocks // one publish of a key at a time
 
 	stats     counters
 	guard     *guard

@@ -32,6 +32,11 @@ func (n *Node) Announce(ctx context.Context, key records.Key, port uint16, seed 
 	if n.ctx.Err() != nil {
 		return AnnounceResult{}, ErrClosed
 	}
+	unlock, err := n.publishes.lock(ctx, key)
+	if err != nil {
+		return AnnounceResult{}, err
+	}
+	defer unlock()
 	n.stats.announces.Add(1)
 	n.mu.Lock()
 	n.announced[key] = announcement{port: port, seed: seed}
@@ -43,6 +48,11 @@ func (n *Node) Announce(ctx context.Context, key records.Key, port uint16, seed 
 // record. It returns an error only when no storing node could be told.
 // Bridged endpoints of key (PublishBridged) stay published.
 func (n *Node) Withdraw(ctx context.Context, key records.Key) error {
+	unlock, err := n.publishes.lock(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	n.mu.Lock()
 	a, ok := n.announced[key]
 	delete(n.announced, key)
@@ -82,6 +92,11 @@ func (n *Node) PublishBridged(ctx context.Context, key records.Key, endpoints []
 	if len(eps) == 0 {
 		return AnnounceResult{}, n.WithdrawBridged(ctx, key)
 	}
+	unlock, err := n.publishes.lock(ctx, key)
+	if err != nil {
+		return AnnounceResult{}, err
+	}
+	defer unlock()
 	n.mu.Lock()
 	n.bridged[key] = eps
 	a, own := n.announced[key]
@@ -92,6 +107,11 @@ func (n *Node) PublishBridged(ctx context.Context, key records.Key, endpoints []
 // WithdrawBridged stops publishing key's bridged endpoints: the record
 // goes back to this node's own client, or is withdrawn when there is none.
 func (n *Node) WithdrawBridged(ctx context.Context, key records.Key) error {
+	unlock, err := n.publishes.lock(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	n.mu.Lock()
 	_, ok := n.bridged[key]
 	delete(n.bridged, key)
@@ -100,7 +120,7 @@ func (n *Node) WithdrawBridged(ctx context.Context, key records.Key) error {
 	if !ok {
 		return nil
 	}
-	_, err := n.publish(ctx, key, a.port, a.seed, !own)
+	_, err = n.publish(ctx, key, a.port, a.seed, !own)
 	return err
 }
 
@@ -142,7 +162,7 @@ func (n *Node) nextSeq() uint64 {
 	return seq
 }
 
-// publish seals a record and PUTs it to the m closest nodes, moving on to the
+// publish seals a record and PUTs it (callers hold key's publish lock) to the m closest nodes, moving on to the
 // next closest when one refuses or fails, so m copies exist when m nodes can
 // take one. Unless withdrawn, the record carries key's bridged endpoints,
 // if any (port is then 0 when this node has no client of key).
@@ -331,8 +351,10 @@ func countQueried(events <-chan *routing.QueryEvent) int {
 }
 
 // republishLoop publishes every announced key again before its records
-// expire. Each round works from a snapshot, so Announce and Withdraw never
-// wait for it.
+// expire. Each round works from a snapshot of the keys, so Announce and
+// Withdraw of other keys never wait for it; each key is published from its
+// state at the time, under its publish lock, so a key withdrawn meanwhile
+// is skipped.
 func (n *Node) republishLoop() {
 	t := time.NewTicker(n.cfg.RepublishInterval)
 	defer t.Stop()
@@ -343,24 +365,25 @@ func (n *Node) republishLoop() {
 		case <-t.C:
 		}
 		n.mu.Lock()
-		todo := make(map[records.Key]announcement, len(n.announced)+len(n.bridged))
-		for k, a := range n.announced {
-			todo[k] = a
+		todo := make(map[records.Key]struct{}, len(n.announced)+len(n.bridged))
+		for k := range n.announced {
+			todo[k] = struct{}{}
 		}
 		for k := range n.bridged {
-			if _, ok := todo[k]; !ok {
-				todo[k] = announcement{} // bridged endpoints only
-			}
+			todo[k] = struct{}{}
 		}
 		n.mu.Unlock()
-		for k, a := range todo {
+		for k := range todo {
 			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RepublishInterval)
-			res, err := n.publish(ctx, k, a.port, a.seed, false)
+			res, published, err := n.republish(ctx, k)
 			cancel()
-			n.stats.republishes.Add(1)
 			if n.ctx.Err() != nil {
 				return // closing: the rest of the round is moot
 			}
+			if !published {
+				continue
+			}
+			n.stats.republishes.Add(1)
 			if err != nil {
 				n.log.Warn("republish failed", "key", k, "err", err)
 				continue
@@ -368,4 +391,24 @@ func (n *Node) republishLoop() {
 			n.log.Debug("republished", "key", k, "stored_on", res.StoredOn)
 		}
 	}
+}
+
+// republish publishes key again from its current state, unless it has been
+// withdrawn since the round's snapshot (published is then false).
+func (n *Node) republish(ctx context.Context, key records.Key) (res AnnounceResult, published bool, err error) {
+	unlock, err := n.publishes.lock(ctx, key)
+	if err != nil {
+		return AnnounceResult{}, true, err
+	}
+	defer unlock()
+	n.mu.Lock()
+	a, own := n.announced[key]
+	_, bridged := n.bridged[key]
+	n.mu.Unlock()
+	if !own && !bridged {
+		return AnnounceResult{}, false, nil
+	}
+	// Bridged endpoints only: port 0 and no seed (publish adds the endpoints).
+	res, err = n.publish(ctx, key, a.port, own && a.seed, false)
+	return res, true, err
 }
