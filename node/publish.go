@@ -162,10 +162,11 @@ func (n *Node) nextSeq() uint64 {
 	return seq
 }
 
-// publish seals a record and PUTs it (callers hold key's publish lock) to the m closest nodes, moving on to the
+// publish seals a record and PUTs it to the m closest nodes, moving on to the
 // next closest when one refuses or fails, so m copies exist when m nodes can
 // take one. Unless withdrawn, the record carries key's bridged endpoints,
-// if any (port is then 0 when this node has no client of key).
+// if any (port is then 0 when this node has no client of key). The caller
+// holds key's publish lock.
 func (n *Node) publish(ctx context.Context, key records.Key, port uint16, seed, withdrawn bool) (AnnounceResult, error) {
 	rec := records.Record{
 		Key:       key,
