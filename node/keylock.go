@@ -55,10 +55,3 @@ func (l *keyLocks) lock(ctx context.Context, key records.Key) (unlock func(), er
 		return nil, ctx.Err()
 	}
 }
-
-// held reports how many keys have a holder or a waiter (for tests).
-func (l *keyLocks) held() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.locks)
-}

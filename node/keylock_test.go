@@ -64,3 +64,10 @@ func TestConcurrentPublishesOfAKey(t *testing.T) {
 		t.Fatalf("%d publish locks left after every publish ended", n)
 	}
 }
+
+// held reports how many keys have a holder or a waiter.
+func (l *keyLocks) held() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.locks)
+}

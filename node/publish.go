@@ -409,7 +409,7 @@ func (n *Node) republish(ctx context.Context, key records.Key) (res AnnounceResu
 	if !own && !bridged {
 		return AnnounceResult{}, false, nil
 	}
-	// Bridged endpoints only: port 0 and no seed (publish adds the endpoints).
-	res, err = n.publish(ctx, key, a.port, own && a.seed, false)
+	// Without an own client a is zero: port 0, no seed, bridged endpoints only.
+	res, err = n.publish(ctx, key, a.port, a.seed, false)
 	return res, true, err
 }
