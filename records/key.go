@@ -132,3 +132,52 @@ func (k *Key) UnmarshalText(b []byte) error {
 	*k = p
 	return nil
 }
+
+// Swarm keys: the rules that map what BitTorrent clients say to a DHT key.
+//
+// BEP 52's tracker section keeps the tracker protocol unchanged: info_hash is
+// "the 20byte truncated infohash", the first 20 bytes of the SHA2-256
+// infohash. A tracker cannot tell such a value from a v1 SHA-1 infohash, and
+// need not: a v2-only torrent is announced under its truncated hash, and a
+// hybrid torrent is announced twice, once under each hash, as two swarms of
+// the same peers. So the 20 bytes are an opaque swarm name, and the DHT key is
+// KeyFromInfohash of those 20 bytes (SwarmKey). Every daemon does the same, so
+// clients behind different daemons meet under the same key; the key's
+// multihash says SHA-1 even for a truncated v2 hash, which only labels it.
+// The full 32-byte key is never reachable from a tracker announce: when one
+// is known (typed on the CLI, or from a v2 magnet link), Swarm gives the key
+// those tracker announces live under, and TrackerInfohash the 20 bytes a
+// tracker client sends for a key. The tracker front, the bridge, TSUP and the
+// local API all use these three, so they live here, beside Key.
+
+// SwarmKey is the DHT key of the swarm a 20-byte tracker info_hash names,
+// whether it is a v1 SHA-1 infohash or a BEP 52 v2 infohash truncated to 20
+// bytes.
+func SwarmKey(infohash [20]byte) Key {
+	m, err := mh.Encode(infohash[:], mh.SHA1)
+	if err != nil {
+		return Key{} // unreachable: 20 bytes always encode
+	}
+	return Key{mh: string(m)}
+}
+
+// Swarm returns the key under which tracker announces of k's swarm are
+// found: k itself for a v1 key, and for a v2 key the key of its first 20
+// bytes, which is what BEP 52 clients send as info_hash.
+func (k Key) Swarm() Key {
+	if !k.V2() {
+		return k
+	}
+	return SwarmKey([20]byte(k.Infohash()[:20]))
+}
+
+// TrackerInfohash is the 20-byte info_hash to announce k under to a classic
+// tracker: the v1 infohash, or a v2 infohash truncated as BEP 52 says. It is
+// false for the zero key.
+func (k Key) TrackerInfohash() ([20]byte, bool) {
+	ih := k.Infohash()
+	if len(ih) < 20 {
+		return [20]byte{}, false
+	}
+	return [20]byte(ih[:20]), true
+}

@@ -9,7 +9,6 @@ import (
 	"github.com/kadtracker/kadtracker/node/localapi"
 	"github.com/kadtracker/kadtracker/node/tracker"
 	"github.com/kadtracker/kadtracker/node/tracker/bridge"
-	trackerwire "github.com/kadtracker/kadtracker/node/tracker/wire"
 	"github.com/kadtracker/kadtracker/records"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -59,9 +58,9 @@ func (b apiBackend) Status(context.Context) (localapi.Status, error) {
 
 // Announce, Withdraw and Peers name swarms as users see them: a v2 (64-hex)
 // infohash reaches the swarm its clients announce to trackers, under the
-// 20-byte truncation BEP 52 prescribes (see wire.TruncateV2).
+// 20-byte truncation BEP 52 prescribes (see records.Key.Swarm).
 func (b apiBackend) Announce(ctx context.Context, key records.Key, port uint16, seed bool) (localapi.AnnounceResult, error) {
-	res, err := b.n.Announce(ctx, trackerwire.TruncateV2(key), port, seed)
+	res, err := b.n.Announce(ctx, key.Swarm(), port, seed)
 	if err != nil {
 		return localapi.AnnounceResult{}, err
 	}
@@ -69,11 +68,11 @@ func (b apiBackend) Announce(ctx context.Context, key records.Key, port uint16, 
 }
 
 func (b apiBackend) Withdraw(ctx context.Context, key records.Key) error {
-	return b.n.Withdraw(ctx, trackerwire.TruncateV2(key))
+	return b.n.Withdraw(ctx, key.Swarm())
 }
 
 func (b apiBackend) Peers(ctx context.Context, key records.Key, want int) (localapi.PeersResult, error) {
-	res, err := b.n.Lookup(ctx, trackerwire.TruncateV2(key), want)
+	res, err := b.n.Lookup(ctx, key.Swarm(), want)
 	if err != nil {
 		return localapi.PeersResult{}, err
 	}

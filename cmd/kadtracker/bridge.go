@@ -19,7 +19,6 @@ import (
 	"github.com/kadtracker/kadtracker/node/localapi"
 	"github.com/kadtracker/kadtracker/node/tracker"
 	"github.com/kadtracker/kadtracker/node/tracker/bridge"
-	trackerwire "github.com/kadtracker/kadtracker/node/tracker/wire"
 	"github.com/kadtracker/kadtracker/records"
 )
 
@@ -76,7 +75,7 @@ func (f *bridgeFlags) open(logger *slog.Logger, onPeers func([20]byte, []netip.A
 // publisher, when bridged records are published.
 func (b *apiBackend) onTrackerPeers(ih [20]byte, peers []netip.AddrPort) {
 	if b.published != nil {
-		b.published.Set("tracker", trackerwire.SwarmKey(ih), peers)
+		b.published.Set("tracker", records.SwarmKey(ih), peers)
 	}
 }
 
@@ -90,7 +89,7 @@ type bridgeNode struct {
 }
 
 func (n bridgeNode) Announce(ctx context.Context, key records.Key, port uint16, seed bool) error {
-	if ih, ok := trackerwire.TrackerInfohash(key); ok {
+	if ih, ok := key.TrackerInfohash(); ok {
 		if err := n.a.Announce(ih, port, seed); err != nil {
 			n.log.Warn("not bridged", "infohash", key, "err", err)
 		}
@@ -99,7 +98,7 @@ func (n bridgeNode) Announce(ctx context.Context, key records.Key, port uint16, 
 }
 
 func (n bridgeNode) Withdraw(ctx context.Context, key records.Key) error {
-	if ih, ok := trackerwire.TrackerInfohash(key); ok {
+	if ih, ok := key.TrackerInfohash(); ok {
 		n.a.Withdraw(ih)
 	}
 	if n.pub != nil {
@@ -115,7 +114,7 @@ func (n bridgeNode) Withdraw(ctx context.Context, key records.Key) error {
 func (n bridgeNode) Lookup(ctx context.Context, key records.Key, want int) (tracker.Swarm, error) {
 	start := time.Now()
 	sw, err := n.Node.Lookup(ctx, key, want)
-	if ih, ok := trackerwire.TrackerInfohash(key); ok {
+	if ih, ok := key.TrackerInfohash(); ok {
 		n.a.Settle(ctx, ih, bridgeSettle-time.Since(start))
 	}
 	return sw, err
@@ -128,7 +127,7 @@ func (n bridgeNode) LivePeers(key records.Key) []tracker.Peer {
 	if src, ok := n.Node.(tracker.LiveSource); ok {
 		out = src.LivePeers(key)
 	}
-	if ih, ok := trackerwire.TrackerInfohash(key); ok {
+	if ih, ok := key.TrackerInfohash(); ok {
 		for _, p := range n.a.Peers(ih) {
 			// A tracker hands this host's client back to it (most send no
 			// BEP 24 external ip): an address of this host is marked
@@ -203,7 +202,7 @@ func utc(t time.Time) time.Time {
 // classic trackers' (source "tracker") and the TSUP overlay's ("tsup"),
 // for `kadtracker peers`.
 func (b apiBackend) livePeers(key records.Key) []localapi.Peer {
-	ih, ok := trackerwire.TrackerInfohash(trackerwire.TruncateV2(key))
+	ih, ok := key.Swarm().TrackerInfohash()
 	if !ok {
 		return nil
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/kadtracker/kadtracker/node"
 	"github.com/kadtracker/kadtracker/node/localapi"
 	"github.com/kadtracker/kadtracker/node/tracker"
-	trackerwire "github.com/kadtracker/kadtracker/node/tracker/wire"
 	"github.com/kadtracker/kadtracker/node/tsup"
 	"github.com/kadtracker/kadtracker/records"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -109,7 +108,7 @@ type overlayNode struct {
 }
 
 func (n overlayNode) Announce(ctx context.Context, key records.Key, port uint16, seed bool) error {
-	if ih, ok := trackerwire.TrackerInfohash(key); ok {
+	if ih, ok := key.TrackerInfohash(); ok {
 		if err := n.o.t.SetOwn(ih, []tsup.Peer{{Addr: netip.AddrPortFrom(n.o.ip, port), Seed: seed}}); err != nil {
 			return err
 		}
@@ -118,7 +117,7 @@ func (n overlayNode) Announce(ctx context.Context, key records.Key, port uint16,
 }
 
 func (n overlayNode) Withdraw(ctx context.Context, key records.Key) error {
-	if ih, ok := trackerwire.TrackerInfohash(key); ok {
+	if ih, ok := key.TrackerInfohash(); ok {
 		_ = n.o.t.SetOwn(ih, nil)
 	}
 	return n.Node.Withdraw(ctx, key)
@@ -128,7 +127,7 @@ func (n overlayNode) Withdraw(ctx context.Context, key records.Key) error {
 // front reads them on every answer, so they reach clients within an update
 // round rather than after the lookup cache's TTL.
 func (n overlayNode) LivePeers(key records.Key) []tracker.Peer {
-	ih, ok := trackerwire.TrackerInfohash(key)
+	ih, ok := key.TrackerInfohash()
 	if !ok {
 		return nil
 	}
@@ -279,7 +278,7 @@ func publishOverlay(ctx context.Context, o *overlay, pub *bridgedPublisher, ever
 			if len(eps) == 0 {
 				continue
 			}
-			key := trackerwire.SwarmKey(s.Infohash)
+			key := records.SwarmKey(s.Infohash)
 			pub.Set("tsup", key, eps)
 			current[key] = true
 		}

@@ -29,7 +29,7 @@
 //     storing nodes' counts and the peers this daemon sees.
 //   - v2 torrents: BEP 52 clients announce the SHA2-256 infohash truncated
 //     to 20 bytes; the front maps any 20-byte info_hash to a key with
-//     wire.SwarmKey (see package wire for the reasoning and wire.TruncateV2).
+//     records.SwarmKey (see records/key.go for the reasoning and Key.Swarm).
 //
 // The "ip" parameter (and the UDP IP field) is honoured from no one for
 // publishing: the record's IP is what the storing node sees of this daemon,

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kadtracker/kadtracker/node/tracker/wire"
 	"github.com/kadtracker/kadtracker/records"
 )
 
@@ -72,7 +71,7 @@ func (n *fakeNode) Lookup(ctx context.Context, key records.Key, want int) (Swarm
 
 func (n *fakeNode) set(ih [20]byte, sw Swarm) {
 	n.mu.Lock()
-	n.swarms[wire.SwarmKey(ih)] = sw
+	n.swarms[records.SwarmKey(ih)] = sw
 	n.mu.Unlock()
 }
 

@@ -121,7 +121,7 @@ func TestUDPFlood(t *testing.T) {
 	// The honest client's swarm is still published, and answered.
 	if w := fn.ops("withdraw"); len(w) != 0 {
 		for _, c := range w {
-			if c.key == wire.SwarmKey(honest) {
+			if c.key == records.SwarmKey(honest) {
 				t.Fatal("the honest swarm was withdrawn")
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kadtracker/kadtracker/node/tracker/wire"
+	"github.com/kadtracker/kadtracker/records"
 )
 
 // serveHTTP runs tr.Serve on 127.0.0.1:0 and returns the base URL.
@@ -88,7 +89,7 @@ func TestHTTPAnnouncePublishesOnce(t *testing.T) {
 	httpAnnounce(t, base, r)
 	eventually(t, "node Announce", func() bool { return len(n.ops("announce")) == 1 })
 	c := n.ops("announce")[0]
-	if c.key != wire.SwarmKey(ih) || c.port != 6881 || c.seed {
+	if c.key != records.SwarmKey(ih) || c.port != 6881 || c.seed {
 		t.Fatalf("announce call %+v", c)
 	}
 	// Regular re-announces do not reach the DHT again.
@@ -115,7 +116,7 @@ func TestHTTPAnnouncePublishesOnce(t *testing.T) {
 		t.Fatalf("stopped got peers %v", resp.Peers)
 	}
 	eventually(t, "Withdraw", func() bool { return len(n.ops("withdraw")) == 1 })
-	if w := n.ops("withdraw")[0]; w.key != wire.SwarmKey(ih) {
+	if w := n.ops("withdraw")[0]; w.key != records.SwarmKey(ih) {
 		t.Fatalf("withdraw %+v", w)
 	}
 	if st := tr.Stats(); st.Clients != 0 || st.Published != 0 {

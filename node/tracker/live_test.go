@@ -6,7 +6,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kadtracker/kadtracker/node/tracker/wire"
 	"github.com/kadtracker/kadtracker/records"
 )
 
@@ -30,7 +29,7 @@ func TestLivePeersBypassTheCache(t *testing.T) {
 	n := &liveNode{fakeNode: newFakeNode(), live: map[records.Key][]Peer{}}
 	tr := newTracker(t, n, testConfig())
 	ih := ihash(7)
-	key := wire.SwarmKey(ih)
+	key := records.SwarmKey(ih)
 	seeder, leecher := "127.0.0.1:7001", "127.0.0.1:7002"
 
 	first, err := tr.announce(t.Context(), treq(ih, seeder, true), nil)

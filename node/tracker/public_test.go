@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kadtracker/kadtracker/node/tracker/wire"
+	"github.com/kadtracker/kadtracker/records"
 )
 
 // A tracker serving other hosts: BEP 24's external ip in HTTP answers, an
@@ -29,7 +30,7 @@ func TestPublicTracker(t *testing.T) {
 		t.Errorf("announce of a torrent not allowed: %v", err)
 	}
 	clients := tr.Clients()
-	if len(clients) != 1 || !slices.Equal(clients[wire.SwarmKey(allowed)], []netip.AddrPort{ap("127.0.0.1:7001")}) {
+	if len(clients) != 1 || !slices.Equal(clients[records.SwarmKey(allowed)], []netip.AddrPort{ap("127.0.0.1:7001")}) {
 		t.Errorf("Clients() = %v", clients)
 	}
 	// Without ExternalIP, no external ip.

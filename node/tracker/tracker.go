@@ -322,7 +322,7 @@ func (t *Tracker) add(ih [20]byte, now time.Time) (*swarm, error) {
 		t.stats.refused.Add(1)
 		return nil, errFull
 	}
-	s := &swarm{infohash: ih, key: wire.SwarmKey(ih), lastUsed: now}
+	s := &swarm{infohash: ih, key: records.SwarmKey(ih), lastUsed: now}
 	s.elem = t.lru.PushFront(s)
 	t.swarms[ih] = s
 	return s, nil

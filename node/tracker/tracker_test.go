@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kadtracker/kadtracker/node/tracker/wire"
+	"github.com/kadtracker/kadtracker/records"
 )
 
 func treq(ih [20]byte, client string, seed bool) *request {
@@ -163,7 +164,7 @@ func TestLapse(t *testing.T) {
 		}
 		time.Sleep(2 * sweepEvery)
 		synctest.Wait()
-		if w := n.ops("withdraw"); len(w) != 1 || w[0].key != wire.SwarmKey(ih) {
+		if w := n.ops("withdraw"); len(w) != 1 || w[0].key != records.SwarmKey(ih) {
 			t.Fatalf("withdraws %+v", w)
 		}
 		if st := tr.Stats(); st.Lapsed != 1 || st.Clients != 0 || st.Published != 0 {
@@ -256,9 +257,9 @@ func TestBackgroundRefresh(t *testing.T) {
 		var leech, seed int
 		for _, c := range n.ops("lookup") {
 			switch c.key {
-			case wire.SwarmKey(ihash(7)):
+			case records.SwarmKey(ihash(7)):
 				leech++
-			case wire.SwarmKey(ihash(8)):
+			case records.SwarmKey(ihash(8)):
 				seed++
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kadtracker/kadtracker/node/tracker/wire"
+	"github.com/kadtracker/kadtracker/records"
 )
 
 // serveUDP runs tr.ServeUDP on network ("udp4" on 127.0.0.1 or "udp6" on
@@ -137,7 +138,7 @@ func TestUDPAnnounce(t *testing.T) {
 		t.Fatalf("answer %+v", resp)
 	}
 	eventually(t, "node Announce", func() bool { return len(n.ops("announce")) == 1 })
-	if a := n.ops("announce")[0]; a.port != 44542 || a.seed || a.key != wire.SwarmKey(ih) {
+	if a := n.ops("announce")[0]; a.port != 44542 || a.seed || a.key != records.SwarmKey(ih) {
 		t.Fatalf("announce %+v", a)
 	}
 

@@ -22,18 +22,7 @@
 //
 // # v2 infohashes (BEP 52)
 //
-// BEP 52's tracker section keeps the protocol unchanged: info_hash is "the
-// 20byte truncated infohash", the first 20 bytes of the SHA2-256 infohash. A
-// tracker cannot tell such a value from a v1 SHA-1 infohash, and need not: a
-// v2-only torrent is announced under its truncated hash, and a hybrid torrent
-// is announced twice, once under each hash, as two swarms of the same peers.
-//
-// So the front treats the 20 bytes as an opaque swarm name and maps them to a
-// DHT key with records.KeyFromInfohash on those 20 bytes (SwarmKey). Every
-// daemon does the same, so clients behind different daemons meet under the
-// same key; the key's multihash says SHA-1 even for a truncated v2 hash,
-// which only labels it. The full 32-byte key is never reachable from a
-// tracker announce. When a 32-byte v2 key is known (typed on the CLI, or from
-// a v2 magnet link), TruncateV2 gives the key those tracker announces live
-// under, and TrackerInfohash the 20 bytes a tracker client sends for a key.
+// BEP 52's tracker section keeps the protocol unchanged: info_hash is 20
+// bytes, v1 or a truncated v2 infohash. This package treats them as opaque;
+// records.SwarmKey maps them to a DHT key (see records/key.go for the rules).
 package wire
