@@ -1,0 +1,145 @@
+package tracker
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	"github.com/kadtracker/kadtracker/node/tracker/wire"
+	"github.com/kadtracker/kadtracker/records"
+)
+
+// lookup starts a lookup of s unless one runs or ran moments ago. release,
+// when non-nil, runs when it ends. t.mu is held.
+func (t *Tracker) lookup(s *swarm, now time.Time, release func()) bool {
+	if s.lookupDone != nil || t.closed || (!s.lastLookup.IsZero() && now.Sub(s.lastLookup) < minLookupSpacing) || !t.acquire() {
+		return false
+	}
+	done := make(chan struct{})
+	s.lookupDone, s.lastLookup = done, now
+	t.stats.lookups.Add(1)
+	t.wg.Go(func() {
+		defer t.release()
+		if release != nil {
+			defer release()
+		}
+		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.NodeTimeout)
+		sw, err := t.node.Lookup(ctx, s.key, t.cfg.MaxNumwant+lookupSlack)
+		cancel()
+		var peers []Peer
+		if err == nil {
+			peers = make([]Peer, 0, len(sw.Peers))
+			for _, p := range sw.Peers {
+				a := p.Endpoint.Addr().Unmap().WithZone("")
+				if a.IsValid() && !a.IsUnspecified() && p.Endpoint.Port() != 0 {
+					p.Endpoint = netip.AddrPortFrom(a, p.Endpoint.Port())
+					peers = append(peers, p)
+				}
+			}
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if err != nil {
+			t.stats.lookupErrors.Add(1)
+			t.log.Debug("lookup failed", "infohash", s.key, "err", err)
+		} else {
+			s.peers, s.seeds, s.leechers = peers, max(sw.Seeds, 0), max(sw.Leechers, 0)
+			s.fetched = t.cfg.Clock()
+		}
+		s.lookupErr = err != nil
+		s.lookupDone = nil
+		close(done)
+	})
+	return true
+}
+
+// finish builds the answer from the cache, peers appended to dst.
+func (t *Tracker) finish(s *swarm, req *request, dst []netip.AddrPort) answer {
+	a := answer{interval: t.cfg.Interval, minInterval: t.cfg.MinInterval, peers: dst[:0]}
+	if s == nil {
+		return a
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a.complete, a.incomplete = s.counts()
+	var live []Peer
+	if src, ok := t.node.(LiveSource); ok {
+		live = src.LivePeers(s.key)
+		for _, p := range live {
+			if p.Seed {
+				a.complete++
+			} else {
+				a.incomplete++
+			}
+		}
+	}
+	if req.event == wire.EventStopped {
+		return a
+	}
+	want := req.numwant
+	if want < 0 {
+		want = t.cfg.DefaultNumwant
+	}
+	want = min(want, t.cfg.MaxNumwant)
+	if want > 0 {
+		s.candidates(req, func(ep netip.AddrPort) bool {
+			a.peers = append(a.peers, ep)
+			return true
+		})
+		for i := range live {
+			if s.offerable(req, &live[i]) {
+				a.peers = append(a.peers, live[i].Endpoint)
+			}
+		}
+		if len(a.peers) > want { // a uniform sample of want
+			for i := range want {
+				j := i + rand.IntN(len(a.peers)-i)
+				a.peers[i], a.peers[j] = a.peers[j], a.peers[i]
+			}
+			a.peers = a.peers[:want]
+		}
+	}
+	switch {
+	case s.fetched.IsZero():
+		a.interval, a.minInterval = t.cfg.ShortInterval, t.cfg.ShortInterval
+		if s.lookupErr {
+			a.warning = "DHT lookup failed; retrying"
+		} else {
+			a.warning = "DHT lookup in progress; announce again shortly"
+		}
+	case !req.seed && len(a.peers) == 0:
+		a.interval, a.minInterval = t.cfg.ShortInterval, t.cfg.ShortInterval
+	}
+	return a
+}
+
+// Clients returns the endpoints of the clients announcing each swarm (their
+// source address and announced port), for a daemon that publishes them.
+func (t *Tracker) Clients() map[records.Key][]netip.AddrPort {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[records.Key][]netip.AddrPort)
+	for _, s := range t.swarms {
+		for _, c := range s.clients {
+			out[s.key] = append(out[s.key], c.ep)
+		}
+	}
+	return out
+}
+
+// scrape appends the counts of each infohash, from the cache only (zeros
+// for an infohash the daemon does not track).
+func (t *Tracker) scrape(hashes [][20]byte, dst []wire.ScrapeFile) []wire.ScrapeFile {
+	t.stats.scrapes.Add(1)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, h := range hashes {
+		f := wire.ScrapeFile{InfoHash: h}
+		if s := t.swarms[h]; s != nil && (t.cfg.Allow == nil || t.cfg.Allow(h)) {
+			f.Complete, f.Incomplete = s.counts()
+		}
+		dst = append(dst, f)
+	}
+	return dst
+}

@@ -1,0 +1,60 @@
+package tracker
+
+import (
+	"sync/atomic"
+)
+
+type counters struct {
+	announces, scrapes, badRequests, refused  atomic.Uint64
+	lookups, lookupErrors, nodeErrors, lapsed atomic.Uint64
+	published, withdrawn                      atomic.Uint64
+	udpConnects, udpBadConnIDs, udpIgnored    atomic.Uint64
+	deferred                                  atomic.Uint64
+	// Announces answered, by front and outcome.
+	httpOK, httpFailed, udpOK, udpFailed atomic.Uint64
+}
+
+// Stats is a snapshot of the front.
+type Stats struct {
+	Swarms    int // infohashes kept (cache entries and announced swarms)
+	Clients   int // local clients announcing, all swarms
+	Published int // swarms the node publishes for them
+
+	Announces     uint64 // announces handled, HTTP and UDP
+	Scrapes       uint64
+	BadRequests   uint64 // requests answered with a failure or error packet
+	Refused       uint64 // new infohashes refused because the cache was full
+	Lookups       uint64
+	LookupErrors  uint64
+	NodeErrors    uint64 // failed Announce and Withdraw calls
+	Lapsed        uint64 // clients dropped after ClientTimeout of silence
+	UDPConnects   uint64
+	UDPBadConnIDs uint64 // announces and scrapes with a forged or expired connection ID
+	UDPIgnored    uint64 // packets too short to answer
+	Deferred      uint64 // node calls put off because NodeConcurrency were running
+	// Announces answered with peers, and with a failure (malformed,
+	// refused, shutting down), by front.
+	HTTPAnnounces, HTTPAnnounceFailures uint64
+	UDPAnnounces, UDPAnnounceFailures   uint64
+}
+
+// Stats returns a snapshot.
+func (t *Tracker) Stats() Stats {
+	t.mu.Lock()
+	st := Stats{Swarms: len(t.swarms)}
+	for _, s := range t.swarms {
+		st.Clients += len(s.clients)
+		if s.have.on {
+			st.Published++
+		}
+	}
+	t.mu.Unlock()
+	c := &t.stats
+	st.Announces, st.Scrapes, st.BadRequests, st.Refused = c.announces.Load(), c.scrapes.Load(), c.badRequests.Load(), c.refused.Load()
+	st.Lookups, st.LookupErrors, st.NodeErrors, st.Lapsed = c.lookups.Load(), c.lookupErrors.Load(), c.nodeErrors.Load(), c.lapsed.Load()
+	st.UDPConnects, st.UDPBadConnIDs, st.UDPIgnored = c.udpConnects.Load(), c.udpBadConnIDs.Load(), c.udpIgnored.Load()
+	st.Deferred = c.deferred.Load()
+	st.HTTPAnnounces, st.HTTPAnnounceFailures = c.httpOK.Load(), c.httpFailed.Load()
+	st.UDPAnnounces, st.UDPAnnounceFailures = c.udpOK.Load(), c.udpFailed.Load()
+	return st
+}

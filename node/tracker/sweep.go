@@ -1,0 +1,34 @@
+package tracker
+
+// sweep lapses silent clients, retries failed node calls, refreshes the
+// swarms of leeching clients and forgets idle swarms.
+func (t *Tracker) sweep() {
+	now := t.cfg.Clock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	for _, s := range t.swarms {
+		for i := len(s.clients) - 1; i >= 0; i-- {
+			if c := s.clients[i]; now.Sub(c.lastSeen) > t.cfg.ClientTimeout {
+				s.drop(i)
+				t.stats.lapsed.Add(1)
+				t.log.Debug("client lapsed", "infohash", s.key, "client", c.ep)
+			}
+		}
+		t.reconcile(s, now)
+		if s.lookupDone == nil && s.hasLeecher() && now.Sub(s.fetched) >= t.cfg.CacheTTL {
+			select {
+			case t.refresh <- struct{}{}:
+				if !t.lookup(s, now, func() { <-t.refresh }) {
+					<-t.refresh
+				}
+			default:
+			}
+		}
+		if s.idle() && now.Sub(s.lastUsed) > t.cfg.ClientTimeout {
+			t.remove(s)
+		}
+	}
+}
