@@ -60,18 +60,18 @@ func (t *Tracker) finish(s *swarm, req *request, dst []netip.AddrPort) answer {
 	if s == nil {
 		return a
 	}
+	var live []Peer
+	for _, src := range t.cfg.Live { // s.key never changes: read outside t.mu
+		live = append(live, src.LivePeers(s.key)...)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	a.complete, a.incomplete = s.counts()
-	var live []Peer
-	if src, ok := t.node.(LiveSource); ok {
-		live = src.LivePeers(s.key)
-		for _, p := range live {
-			if p.Seed {
-				a.complete++
-			} else {
-				a.incomplete++
-			}
+	for _, p := range live {
+		if p.Seed {
+			a.complete++
+		} else {
+			a.incomplete++
 		}
 	}
 	if req.event == wire.EventStopped {

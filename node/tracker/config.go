@@ -59,6 +59,15 @@ type Config struct {
 	// Allow, if set, is asked about every announced infohash; an announce
 	// of one it refuses fails with a reason, and a scrape reports zeros.
 	Allow func(infohash [20]byte) bool
+	// Live are sources of peers known locally and cheaply (the TSUP
+	// overlay, the bridge to classic trackers); every one is read on every
+	// answer, not cached.
+	Live []LiveSource
+	// Listeners hear of every change of what the front publishes for its
+	// local clients, before the Node does. A listener's error is logged and
+	// counted (Stats.ListenerErrors) and never stops the Node call.
+	// Listeners must not block: the Node call of the swarm waits for them.
+	Listeners []Listener
 	// Clock is the time source.
 	Clock func() time.Time
 	// Logger receives the front's logs (per-request trouble at Debug).
@@ -124,6 +133,16 @@ func (c *Config) Validate() error {
 	}
 	if c.NodeConcurrency < c.LookupConcurrency {
 		bad("NodeConcurrency %d is below LookupConcurrency %d", c.NodeConcurrency, c.LookupConcurrency)
+	}
+	for i, src := range c.Live {
+		if src == nil {
+			bad("Live[%d] is nil", i)
+		}
+	}
+	for i, l := range c.Listeners {
+		if l == nil {
+			bad("Listeners[%d] is nil", i)
+		}
 	}
 	if c.Clock == nil {
 		bad("Clock is nil")

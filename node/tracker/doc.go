@@ -13,12 +13,17 @@
 //   - event=stopped removes the client; the node Withdraws the swarm when
 //     no client of this daemon announces it any more. A client silent for
 //     ClientTimeout lapses the same way.
+//   - Listeners (Config.Listeners: the TSUP overlay, the bridge) hear the
+//     same changes, just before the Node. One error rule: a listener's error
+//     is logged (rate-limited) and counted in Stats.ListenerErrors, and never
+//     stops, fails or repeats the Node call. Listeners must not block.
 //   - Answers come from a bounded per-infohash lookup cache (CacheSize
 //     swarms, least recently used evicted first) refreshed after CacheTTL on
 //     demand and, for swarms with a leeching client, in the background. The
 //     first announce of an unknown swarm waits up to FirstLookupWait for its
 //     lookup, then answers with what it has and ShortInterval; so does a
-//     leecher that would otherwise get no peers.
+//     leecher that would otherwise get no peers. Live sources (Config.Live)
+//     are read on every answer, each of them, not through the cache.
 //   - A client is never handed its own endpoint: not its address as seen
 //     with its announced port, not its "ip" parameter with that port, not
 //     any loopback address with that port when it announced over loopback,
@@ -36,6 +41,13 @@
 // which is the only address other daemons' clients can reach. It is used
 // only to widen the self-exclusion, which is harmless whoever sends it.
 //
-// Wiring: New(node, cfg), then Serve(ctx, tcpListener) and
-// ServeUDP(ctx, udpConn) in goroutines the caller owns, Close at the end.
+// Wiring is explicit: the caller puts the parts in Config (Live, Listeners)
+// and nothing is discovered by type assertion on the Node. New(node, cfg),
+// then Serve(ctx, tcpListener) and ServeUDP(ctx, udpConn) in goroutines the
+// caller owns, Close at the end.
+//
+// Files: tracker.go (Tracker, New, Close, the announce path), swarm.go
+// (a swarm's clients and who may be offered to whom), publish.go (what the
+// node and listeners are told, retries), cache.go (lookups and answers),
+// sweep.go, stats.go, http.go and udp.go (the fronts), limitln.go.
 package tracker

@@ -38,10 +38,26 @@ type Peer struct {
 	Local bool
 }
 
-// LiveSource is implemented by a Node that also knows peers locally and
-// cheaply, such as the TSUP overlay's. They are read on every answer rather
-// than through the lookup cache, so they reach clients as soon as they
-// arrive instead of after the cache's TTL. Lookup need not return them.
+// LiveSource is a source of peers known locally and cheaply, such as the
+// TSUP overlay's or the classic trackers' the bridge announces to
+// (Config.Live). They are read on every answer rather than through the
+// lookup cache, so they reach clients as soon as they arrive instead of
+// after the cache's TTL. LivePeers must be quick and safe for concurrent
+// use; the Node's Lookup need not return these peers.
 type LiveSource interface {
 	LivePeers(key records.Key) []Peer
+}
+
+// Listener hears what the front publishes for its local clients
+// (Config.Listeners), such as the TSUP overlay and the bridge, which
+// announce this host's clients elsewhere too. Each call is made before the
+// matching Node call, from the goroutine that then makes it, so a listener
+// must not block; calls for one key come one at a time and in order.
+type Listener interface {
+	// Announce: the front now publishes key for a local client listening
+	// on port; called once per change of (port, seed), as Node.Announce.
+	// An error is logged and counted, and the Node is called all the same.
+	Announce(key records.Key, port uint16, seed bool) error
+	// Withdraw: the front stopped publishing key.
+	Withdraw(key records.Key)
 }

@@ -3,21 +3,33 @@ package tracker
 import (
 	"context"
 	"time"
+
+	"github.com/kadtracker/kadtracker/records"
 )
 
-// reconcile starts a node call when what should be published differs from
-// what is. One call per swarm runs at a time; its end reconciles again.
-// t.mu is held.
+// reconcile brings the listeners and the node in line with what the
+// swarm's clients call for: the listeners are told of every change at once,
+// the node is called when its publication differs (after the backoff of a
+// failed call, when a node-call slot is free). One apply per swarm runs at a
+// time; its end reconciles again. t.mu is held.
 func (t *Tracker) reconcile(s *swarm, now time.Time) {
 	s.want = s.desired()
-	if s.busy || s.want == s.have || now.Before(s.retryAt) || t.closed || !t.acquire() {
+	if s.busy || t.closed {
+		return
+	}
+	notify := s.want != s.told
+	call := s.want != s.have && !now.Before(s.retryAt) && t.acquire()
+	if !notify && !call {
 		return
 	}
 	s.busy = true
+	s.told = s.want
 	op := s.want
 	t.wg.Go(func() {
-		defer t.release()
-		t.apply(s, op)
+		if call {
+			defer t.release()
+		}
+		t.apply(s, op, notify, call)
 	})
 }
 
@@ -54,20 +66,28 @@ func (s *swarm) desired() pub {
 	return pub{on: true, port: s.primary.Port(), seed: s.clients[i].seed}
 }
 
-func (t *Tracker) apply(s *swarm, op pub) {
-	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.NodeTimeout)
-	var err error
-	if op.on {
-		err = t.node.Announce(ctx, s.key, op.port, op.seed)
-	} else {
-		err = t.node.Withdraw(ctx, s.key)
+// apply tells the listeners of op (when notify), then the node (when
+// call), and records the outcome.
+func (t *Tracker) apply(s *swarm, op pub, notify, call bool) {
+	if notify {
+		t.notify(s.key, op)
 	}
-	cancel()
+	var err error
+	if call {
+		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.NodeTimeout)
+		if op.on {
+			err = t.node.Announce(ctx, s.key, op.port, op.seed)
+		} else {
+			err = t.node.Withdraw(ctx, s.key)
+		}
+		cancel()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.cfg.Clock()
 	s.busy = false
 	switch {
+	case !call:
 	case err == nil:
 		s.have, s.fails, s.retryAt = op, 0, time.Time{}
 		if op.on {
@@ -89,4 +109,38 @@ func (t *Tracker) apply(s *swarm, op pub) {
 		}
 	}
 	t.reconcile(s, now)
+}
+
+// notify tells every listener of op. A listener's error is counted and
+// logged (at most one Warn per listenerWarnEvery, so a failing listener
+// cannot flood the log) and changes nothing else: the node is called all
+// the same, and the listener is not asked again until the next change.
+func (t *Tracker) notify(key records.Key, op pub) {
+	for _, l := range t.cfg.Listeners {
+		if !op.on {
+			l.Withdraw(key)
+			continue
+		}
+		if err := l.Announce(key, op.port, op.seed); err != nil {
+			t.stats.listenerErrors.Add(1)
+			t.warnListener(key, err)
+		}
+	}
+}
+
+// warnListener logs a listener's error unless one was logged less than
+// listenerWarnEvery ago; the Warn carries how many were not logged.
+func (t *Tracker) warnListener(key records.Key, err error) {
+	now := t.cfg.Clock()
+	t.warnMu.Lock()
+	if !t.lastWarn.IsZero() && now.Sub(t.lastWarn) < listenerWarnEvery {
+		t.unwarned++
+		t.warnMu.Unlock()
+		return
+	}
+	t.lastWarn = now
+	unlogged := t.unwarned
+	t.unwarned = 0
+	t.warnMu.Unlock()
+	t.log.Warn("listener refused an announce; the DHT publishes it all the same", "infohash", key, "err", err, "unlogged_since_last", unlogged)
 }

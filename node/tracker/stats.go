@@ -9,7 +9,7 @@ type counters struct {
 	lookups, lookupErrors, nodeErrors, lapsed atomic.Uint64
 	published, withdrawn                      atomic.Uint64
 	udpConnects, udpBadConnIDs, udpIgnored    atomic.Uint64
-	deferred                                  atomic.Uint64
+	deferred, listenerErrors                  atomic.Uint64
 	// Announces answered, by front and outcome.
 	httpOK, httpFailed, udpOK, udpFailed atomic.Uint64
 }
@@ -32,6 +32,8 @@ type Stats struct {
 	UDPBadConnIDs uint64 // announces and scrapes with a forged or expired connection ID
 	UDPIgnored    uint64 // packets too short to answer
 	Deferred      uint64 // node calls put off because NodeConcurrency were running
+	// ListenerErrors counts errors Config.Listeners returned from Announce.
+	ListenerErrors uint64
 	// Announces answered with peers, and with a failure (malformed,
 	// refused, shutting down), by front.
 	HTTPAnnounces, HTTPAnnounceFailures uint64
@@ -53,7 +55,7 @@ func (t *Tracker) Stats() Stats {
 	st.Announces, st.Scrapes, st.BadRequests, st.Refused = c.announces.Load(), c.scrapes.Load(), c.badRequests.Load(), c.refused.Load()
 	st.Lookups, st.LookupErrors, st.NodeErrors, st.Lapsed = c.lookups.Load(), c.lookupErrors.Load(), c.nodeErrors.Load(), c.lapsed.Load()
 	st.UDPConnects, st.UDPBadConnIDs, st.UDPIgnored = c.udpConnects.Load(), c.udpBadConnIDs.Load(), c.udpIgnored.Load()
-	st.Deferred = c.deferred.Load()
+	st.Deferred, st.ListenerErrors = c.deferred.Load(), c.listenerErrors.Load()
 	st.HTTPAnnounces, st.HTTPAnnounceFailures = c.httpOK.Load(), c.httpFailed.Load()
 	st.UDPAnnounces, st.UDPAnnounceFailures = c.udpOK.Load(), c.udpFailed.Load()
 	return st

@@ -20,6 +20,7 @@ type swarm struct {
 	primary netip.AddrPort // the client whose port the node publishes
 	want    pub            // what the node should publish
 	have    pub            // what it publishes (last call that succeeded)
+	told    pub            // what the listeners were last told
 	busy    bool           // an Announce or Withdraw is running
 	retryAt time.Time
 	fails   int
@@ -67,7 +68,9 @@ type pub struct {
 	seed bool
 }
 
-func (s *swarm) idle() bool { return len(s.clients) == 0 && !s.busy && !s.have.on }
+func (s *swarm) idle() bool {
+	return len(s.clients) == 0 && !s.busy && !s.have.on && !s.told.on
+}
 
 func (s *swarm) hasLeecher() bool {
 	for i := range s.clients {

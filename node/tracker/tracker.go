@@ -27,6 +27,8 @@ const (
 	// withdrawTries: a failing Withdraw is given up after this many tries;
 	// the record then expires by its TTL.
 	withdrawTries = 3
+	// listenerWarnEvery: a listener's errors are logged at most this often.
+	listenerWarnEvery = time.Minute
 )
 
 // clientError is an error whose text goes to the client as it is.
@@ -80,6 +82,10 @@ type Tracker struct {
 	lru    list.List // of *swarm, most recently announced first
 
 	stats counters
+
+	warnMu   sync.Mutex
+	lastWarn time.Time // last Warn of a listener's error
+	unwarned uint64    // listener errors not logged since
 }
 
 // New starts a Tracker in front of node. Close stops it.
@@ -108,7 +114,8 @@ func New(node Node, cfg Config) (*Tracker, error) {
 
 // Close stops the background work and waits for it; calls into the Node
 // that are running are cancelled. Records the node publishes are left to the
-// node (its Close stops republishing them). Close is idempotent.
+// node (its Close stops republishing them), and listeners hear no Withdraw:
+// their owner stops them too. Close is idempotent.
 func (t *Tracker) Close() error {
 	t.once.Do(func() {
 		t.mu.Lock()
