@@ -7,17 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/netip"
 	"path/filepath"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/kadtracker/kadtracker/bootstrap"
 	"github.com/kadtracker/kadtracker/node"
-	"github.com/kadtracker/kadtracker/node/localapi"
-	"github.com/kadtracker/kadtracker/node/tracker"
+	"github.com/kadtracker/kadtracker/node/daemon"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -39,9 +34,6 @@ type daemonCmd struct {
 	public  publicFlags
 }
 
-// defaultTrackerAddr is where BitTorrent clients on this host announce.
-const defaultTrackerAddr = "127.0.0.1:6969"
-
 func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (runner, error) {
 	d := &daemonCmd{node: node.DefaultConfig(), logLevel: slog.LevelInfo, logFormat: "text"}
 	d.node.DataDir = defaultDataDir(getenv)
@@ -57,7 +49,7 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 	fs.DurationVar(&d.node.RepublishInterval, "republish", d.node.RepublishInterval, "how often announced records are published again")
 	fs.Var((*logLevel)(&d.logLevel), "log-level", "log `LEVEL`: debug, info, warn or error")
 	fs.Var(oneOf{&d.logFormat, []string{"text", "json"}}, "log-format", "log `FORMAT`: text or json")
-	d.trackerHTTP, d.trackerUDP = defaultTrackerAddr, defaultTrackerAddr
+	d.trackerHTTP, d.trackerUDP = daemon.DefaultFrontAddr, daemon.DefaultFrontAddr
 	fs.StringVar(&d.trackerHTTP, "tracker-http", d.trackerHTTP, "`ADDR` of the HTTP tracker for local BitTorrent clients (http://ADDR/announce); empty disables it")
 	fs.StringVar(&d.trackerUDP, "tracker-udp", d.trackerUDP, "`ADDR` of the UDP tracker for local BitTorrent clients (udp://ADDR/announce); empty disables it")
 	fs.BoolVar(&d.trackerRemote, "tracker-allow-remote", false, "allow --tracker-http/--tracker-udp on a non-loopback address (anyone who reaches it can announce through this daemon)")
@@ -82,255 +74,53 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 			return nil, err
 		}
 		for _, f := range []struct{ name, addr string }{{"tracker-http", d.trackerHTTP}, {"tracker-udp", d.trackerUDP}} {
-			if err := checkTrackerAddr(f.addr, d.trackerRemote); err != nil {
+			if err := daemon.CheckFrontAddr(f.addr, d.trackerRemote); err != nil {
 				return nil, fmt.Errorf("--%s: %w", f.name, err)
 			}
 		}
 		if d.tsup.publish && !d.dht {
 			return nil, errors.New("--tsup-publish publishes into the DHT; it cannot go with --dht=false")
 		}
+		if _, err := d.tsup.config(); err != nil {
+			return nil, err
+		}
 		return d, nil
 	}
 }
 
-// face is one of the node's fronts: the local API now; the BitTorrent
-// tracker and TSUP later. serve runs until ctx is done and then cleans up.
-type face struct {
-	name  string
-	serve func(ctx context.Context) error
+func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) error {
+	cfg, err := d.config()
+	if err != nil {
+		return err
+	}
+	return daemon.Run(ctx, cfg, newLogger(stderr, d.logFormat, d.logLevel))
 }
 
-func (d *daemonCmd) run(ctx context.Context, _, stderr io.Writer) (err error) {
-	logger := newLogger(stderr, d.logFormat, d.logLevel)
-	cfg := d.node
-	cfg.Logger = logger
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
-	}
-	// Everything acquired is released in reverse order, whatever happens.
-	var release []func() error
-	defer func() {
-		for i := len(release) - 1; i >= 0; i-- {
-			if cerr := release[i](); !errors.Is(cerr, net.ErrClosed) {
-				err = errors.Join(err, cerr)
-			}
-		}
-	}()
-
-	// Take the socket and the tracker ports first: a second daemon on this
-	// data dir, or a port in use, stops here before the store is opened.
-	ln, err := localapi.Listen(d.rpcSocket)
-	if err != nil {
-		return err
-	}
-	release = append(release, ln.Close)
-	httpLn, udpConn, err := d.listenTracker(ctx)
-	if err != nil {
-		return err
-	}
-	if httpLn != nil {
-		release = append(release, httpLn.Close)
-	}
-	if udpConn != nil {
-		release = append(release, udpConn.Close)
-	}
-	publicLn, publicConn, err := d.public.listen(ctx)
-	if err != nil {
-		return err
-	}
-	if publicLn != nil {
-		release = append(release, publicLn.Close, publicConn.Close)
-	}
-	dm, err := d.metrics.open(ctx)
-	if err != nil {
-		return err
-	}
-	release = append(release, dm.Close)
-	release = append(release, func() error { logger.Info("stopped"); return nil })
-	var n nodeAPI = offlineNode{started: time.Now()}
-	var dhtNode *node.Node
+// config is the daemon the flags describe: a part whose flags are unset is
+// off (nil).
+func (d *daemonCmd) config() (daemon.Config, error) {
+	cfg := daemon.Config{RPCSocket: d.rpcSocket}
 	if d.dht {
-		dn, err := node.New(ctx, cfg)
-		if err != nil {
-			return fmt.Errorf("starting the node: %w", err)
-		}
-		release = append(release, dn.Close)
-		n, dhtNode = dn, dn
+		n := d.node
+		cfg.Node = &n
 	}
-	st := n.Stats()
-	logger.Info("kadtracker started", "peer_id", st.PeerID.String(), "data_dir", cfg.DataDir, "dht_mode", st.DHTMode, "replication", st.Replication)
-	for _, a := range st.Addrs {
-		logger.Info("listening", "addr", a.String())
+	if d.trackerHTTP != "" || d.trackerUDP != "" {
+		cfg.Front = &daemon.FrontConfig{HTTP: d.trackerHTTP, UDP: d.trackerUDP}
 	}
-	logger.Info("local API", "socket", d.rpcSocket)
-
-	dm.setNode(n)
-	backend := apiBackend{n: dm.observe(n, "api")}
-	var frontNode tracker.Node = trackerBackend{dm.observe(n, "tracker")}
-	if backend.overlay, err = d.tsup.open(ctx, udpConn, logger); err != nil {
-		return err
-	}
-	if backend.overlay != nil {
-		release = append(release, backend.overlay.t.Close)
-		frontNode = overlayNode{Node: frontNode, o: backend.overlay}
-		logger.Info("TSUP overlay", "links", d.tsup.links, "advertise_ip", backend.overlay.ip)
-	}
-
-	var faces []face
-	tsupPublish := backend.overlay != nil && d.tsup.publish
-	if dhtNode != nil && (d.bridge.publish && len(d.bridge.trackers) > 0 || publicLn != nil || tsupPublish) {
-		backend.published = newBridgedPublisher(dhtNode, logger)
-		faces = append(faces, face{"bridged records", backend.published.run})
-	}
-	if tsupPublish && backend.published != nil {
-		faces = append(faces, face{"TSUP publisher", func(ctx context.Context) error {
-			return publishOverlay(ctx, backend.overlay, backend.published, d.tsup.update)
-		}})
-	}
-	if backend.bridge, err = d.bridge.open(logger, backend.onTrackerPeers); err != nil {
-		return err
-	}
-	if backend.bridge != nil {
-		release = append(release, backend.bridge.Close)
-		frontNode = bridgeNode{Node: frontNode, a: backend.bridge, pub: backend.published, log: logger}
-		logger.Info("bridge to classic trackers", "trackers", strings.Join(d.bridge.trackers, ","), "publish", backend.published != nil)
-	}
-	if httpLn != nil || udpConn != nil {
-		tcfg := tracker.DefaultConfig()
-		tcfg.Logger = logger.With("component", "tracker")
-		front, err := tracker.New(frontNode, tcfg)
-		if err != nil {
-			return err
-		}
-		release = append(release, front.Close)
-		dm.setFront(front)
-		for _, a := range []string{d.trackerHTTP, d.trackerUDP} {
-			if checkTrackerAddr(a, false) != nil {
-				logger.Warn("tracker front open beyond this host: anyone who reaches it can announce through this daemon", "addr", a)
-			}
-		}
-		if httpLn != nil {
-			backend.trackerHTTP = "http://" + httpLn.Addr().String() + "/announce"
-			logger.Info("HTTP tracker", "announce", backend.trackerHTTP)
-			faces = append(faces, face{"HTTP tracker", func(ctx context.Context) error { return front.Serve(ctx, httpLn) }})
-		}
-		if udpConn != nil {
-			backend.trackerUDP = "udp://" + udpConn.LocalAddr().String() + "/announce"
-			logger.Info("UDP tracker", "announce", backend.trackerUDP)
-			conn := udpConn
-			if backend.overlay != nil {
-				conn = backend.overlay.t.Demux() // TSUP packets to the overlay, BEP 15 to the front
-			}
-			faces = append(faces, face{"UDP tracker", func(ctx context.Context) error { return front.ServeUDP(ctx, conn) }})
-		}
-	}
-	if publicLn != nil {
-		pcfg := tracker.DefaultConfig()
-		pcfg.Logger = logger.With("component", "public-tracker")
-		pcfg.ExternalIP = true
-		var allow *allowlist
-		if d.public.allowlist != "" {
-			if allow, err = loadAllowlist(d.public.allowlist, logger); err != nil {
-				return err
-			}
-			pcfg.Allow = allow.Allow
-		}
-		public, err := tracker.New(publicNode{trackerBackend{n}}, pcfg)
-		if err != nil {
-			return err
-		}
-		release = append(release, public.Close)
-		logger.Info("public tracker", "announce", "http://"+publicLn.Addr().String()+"/announce", "udp", "udp://"+publicConn.LocalAddr().String()+"/announce", "allowlist", d.public.allowlist, "publish", backend.published != nil)
-		faces = append(faces,
-			face{"public HTTP tracker", func(ctx context.Context) error { return public.Serve(ctx, publicLn) }},
-			face{"public UDP tracker", func(ctx context.Context) error { return public.ServeUDP(ctx, publicConn) }},
-			face{"public tracker sync", func(ctx context.Context) error {
-				return syncPublic(ctx, public, backend.published, allow, logger)
-			}})
-	}
-	api := localapi.NewServer(backend, logger.With("component", "localapi"))
-	faces = append(faces, face{"local API", func(ctx context.Context) error { return api.Serve(ctx, ln) }})
-	if f, ok := dm.face(logger); ok {
-		faces = append(faces, f)
-	}
-	err = serveFaces(ctx, faces)
-	if ctx.Err() != nil {
-		logger.Info("stopping", "cause", context.Cause(ctx))
-	}
-	return err
-}
-
-// listenTracker opens the tracker front's sockets; an empty address leaves
-// that transport off.
-func (d *daemonCmd) listenTracker(ctx context.Context) (net.Listener, net.PacketConn, error) {
-	var lc net.ListenConfig
-	var httpLn net.Listener
-	var udpConn net.PacketConn
 	var err error
-	if d.trackerHTTP != "" {
-		if httpLn, err = lc.Listen(ctx, "tcp", d.trackerHTTP); err != nil {
-			return nil, nil, fmt.Errorf("HTTP tracker: %w", err)
-		}
+	if cfg.TSUP, err = d.tsup.config(); err != nil {
+		return daemon.Config{}, err
 	}
-	if d.trackerUDP != "" {
-		if udpConn, err = lc.ListenPacket(ctx, "udp", d.trackerUDP); err != nil {
-			closeAll(httpLn)
-			return nil, nil, fmt.Errorf("UDP tracker: %w", err)
-		}
+	if len(d.bridge.trackers) > 0 {
+		cfg.Bridge = &daemon.BridgeConfig{Trackers: d.bridge.trackers, Publish: d.bridge.publish}
 	}
-	return httpLn, udpConn, nil
-}
-
-// checkTrackerAddr accepts host:port on loopback, or anywhere with
-// allowRemote. The tracker front is for the clients on this host; serving it
-// further is a choice the user makes explicitly.
-func checkTrackerAddr(addr string, allowRemote bool) error {
-	if addr == "" {
-		return nil
+	if d.public.addr != "" {
+		cfg.Public = &daemon.PublicConfig{Addr: d.public.addr, AllowlistFile: d.public.allowlist}
 	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
+	if d.metrics.addr != "" {
+		cfg.Metrics = &daemon.MetricsConfig{Addr: d.metrics.addr}
 	}
-	if host == "localhost" {
-		return nil
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return fmt.Errorf("%q: want an IP address and port, such as %s", addr, defaultTrackerAddr)
-	}
-	if !ip.IsLoopback() && !allowRemote {
-		return fmt.Errorf("%s is not a loopback address; add --tracker-allow-remote to serve clients on other hosts", addr)
-	}
-	return nil
-}
-
-// closeAll closes whichever of cs are open.
-func closeAll(cs ...io.Closer) {
-	for _, c := range cs {
-		if c != nil {
-			_ = c.Close()
-		}
-	}
-}
-
-// serveFaces runs every face until ctx is done or one fails, and returns
-// when all have stopped.
-func serveFaces(ctx context.Context, faces []face) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make([]error, len(faces))
-	var wg sync.WaitGroup
-	for i, f := range faces {
-		wg.Go(func() {
-			if err := f.serve(ctx); err != nil {
-				errs[i] = fmt.Errorf("%s: %w", f.name, err)
-				cancel()
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return cfg, nil
 }
 
 func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {

@@ -81,7 +81,7 @@ func TestRealClients(t *testing.T) {
 		}
 	}
 	lab := newNetLab(t, 3)
-	daemons := make([]*daemon, len(lab.slots))
+	daemons := make([]*daemonProc, len(lab.slots))
 	for i, slot := range lab.slots {
 		args := []string{"--dht-mode", "server", "--replication", "3"}
 		if lab.netns {
@@ -148,7 +148,7 @@ func TestRealClients(t *testing.T) {
 
 // waitSeedRecord waits until d's `kadtracker peers` lists the seeder at
 // ip:port as a seed.
-func waitSeedRecord(t *testing.T, d *daemon, infohash, ip string, seeder *btClient) {
+func waitSeedRecord(t *testing.T, d *daemonProc, infohash, ip string, seeder *btClient) {
 	t.Helper()
 	deadline := time.Now().Add(seedRecordTimeout)
 	for {
@@ -175,7 +175,7 @@ func waitSeedRecord(t *testing.T, d *daemon, infohash, ip string, seeder *btClie
 
 // waitSeedRecordGone waits until d's `kadtracker peers` no longer lists the
 // seeder at ip:port.
-func waitSeedRecordGone(t *testing.T, d *daemon, infohash, ip string, seeder *btClient) {
+func waitSeedRecordGone(t *testing.T, d *daemonProc, infohash, ip string, seeder *btClient) {
 	t.Helper()
 	deadline := time.Now().Add(seedGoneTimeout)
 	for {

@@ -9,7 +9,7 @@ import (
 )
 
 // peersOf runs `kadtracker peers HEX --json` on d.
-func peersOf(t *testing.T, d *daemon, infohash string) localapi.PeersResult {
+func peersOf(t *testing.T, d *daemonProc, infohash string) localapi.PeersResult {
 	t.Helper()
 	out, errOut, code := d.CLI(t, "peers", infohash, "--json")
 	if code != 0 {
@@ -32,7 +32,7 @@ func hasPeer(res localapi.PeersResult, ip string, port uint16, seed bool) bool {
 }
 
 // waitRouting waits until d's routing table has at least n peers.
-func waitRouting(t *testing.T, d *daemon, n int) {
+func waitRouting(t *testing.T, d *daemonProc, n int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -65,7 +65,7 @@ func TestThreeDaemons(t *testing.T) {
 	a := startDaemon(t, common...)
 	b := startDaemon(t, append(common, "--bootstrap", a.Addr())...)
 	c := startDaemon(t, append(common, "--bootstrap", b.Addr())...)
-	for _, d := range []*daemon{a, b, c} {
+	for _, d := range []*daemonProc{a, b, c} {
 		waitRouting(t, d, 2)
 	}
 

@@ -79,7 +79,7 @@ func buildBinary(t testing.TB) string {
 }
 
 // daemon is a `kadtracker run` process started by startDaemon.
-type daemon struct {
+type daemonProc struct {
 	bin     string
 	DataDir string
 	Socket  string
@@ -100,7 +100,7 @@ type daemon struct {
 // and on 127.0.0.1 with a free TCP port unless args say otherwise, waits
 // until `kadtracker status --json` answers, and stops the daemon when the
 // test ends (SIGTERM, then SIGKILL after daemonStopTimeout).
-func startDaemon(t testing.TB, args ...string) *daemon {
+func startDaemon(t testing.TB, args ...string) *daemonProc {
 	t.Helper()
 	return startDaemonIn(t, nil, args...)
 }
@@ -109,9 +109,9 @@ func startDaemon(t testing.TB, args ...string) *daemon {
 // wrap, such as {"ip", "netns", "exec", NAME} to run it in a network
 // namespace; nil runs it directly. The CLI still reaches it from here: its
 // socket is a path, which network namespaces do not separate.
-func startDaemonIn(t testing.TB, wrap []string, args ...string) *daemon {
+func startDaemonIn(t testing.TB, wrap []string, args ...string) *daemonProc {
 	t.Helper()
-	d := &daemon{
+	d := &daemonProc{
 		bin:    buildBinary(t),
 		logs:   &syncBuffer{},
 		exited: make(chan struct{}),
@@ -171,7 +171,7 @@ func startDaemonIn(t testing.TB, wrap []string, args ...string) *daemon {
 }
 
 // waitReady polls `status --json` until it answers or the daemon exits.
-func (d *daemon) waitReady() (localapi.Status, error) {
+func (d *daemonProc) waitReady() (localapi.Status, error) {
 	deadline := time.Now().Add(daemonStartTimeout)
 	for {
 		out, errOut, err := d.run("status", "--json")
@@ -194,7 +194,7 @@ func (d *daemon) waitReady() (localapi.Status, error) {
 }
 
 // run runs a client command of the binary against this daemon.
-func (d *daemon) run(args ...string) (stdout, stderr string, err error) {
+func (d *daemonProc) run(args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*localapi.DefaultRequestTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, d.bin, append(args, "--rpc-socket", d.Socket)...)
@@ -207,7 +207,7 @@ func (d *daemon) run(args ...string) (stdout, stderr string, err error) {
 
 // CLI runs `kadtracker args... --rpc-socket SOCKET` and returns its output
 // and exit code.
-func (d *daemon) CLI(t testing.TB, args ...string) (stdout, stderr string, code int) {
+func (d *daemonProc) CLI(t testing.TB, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	stdout, stderr, err := d.run(args...)
 	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
@@ -220,14 +220,14 @@ func (d *daemon) CLI(t testing.TB, args ...string) (stdout, stderr string, code 
 
 // Addr is the daemon's first full listen multiaddr, for another daemon's
 // --bootstrap.
-func (d *daemon) Addr() string { return d.Addrs[0] }
+func (d *daemonProc) Addr() string { return d.Addrs[0] }
 
 // Logs is what the daemon has written so far.
-func (d *daemon) Logs() string { return d.logs.String() }
+func (d *daemonProc) Logs() string { return d.logs.String() }
 
 // Stop sends SIGTERM, waits daemonStopTimeout, then kills. It returns an
 // error unless the daemon exited cleanly on SIGTERM. It is idempotent.
-func (d *daemon) Stop() error {
+func (d *daemonProc) Stop() error {
 	d.stopOnce.Do(func() {
 		select {
 		case <-d.exited:
@@ -290,7 +290,7 @@ func cleanEnv() []string {
 }
 
 // Kill ends the daemon with SIGKILL, as a crash would: no shutdown code runs.
-func (d *daemon) Kill() {
+func (d *daemonProc) Kill() {
 	d.stopOnce.Do(func() {
 		_ = d.cmd.Process.Kill()
 		<-d.exited
@@ -299,7 +299,7 @@ func (d *daemon) Kill() {
 
 // ListenAddr is the daemon's first listen multiaddr without /p2p/, to restart
 // it on the same address.
-func (d *daemon) ListenAddr() string {
+func (d *daemonProc) ListenAddr() string {
 	addr, _, _ := strings.Cut(d.Addr(), "/p2p/")
 	return addr
 }

@@ -28,7 +28,7 @@ import (
 var metricsLogRe = regexp.MustCompile(`msg=metrics status=(http://127\.0\.0\.1:\d+)/`)
 
 // metricsBase is the daemon's metrics URL, from its log.
-func (d *daemon) metricsBase(t *testing.T) string {
+func (d *daemonProc) metricsBase(t *testing.T) string {
 	t.Helper()
 	m := metricsLogRe.FindStringSubmatch(d.Logs())
 	if m == nil {

@@ -72,7 +72,7 @@ func TestTSUPDaemons(t *testing.T) {
 	const update = 500 * time.Millisecond
 	ports := freeUDPPorts(t, 3)
 	dir := shortDir(t)
-	var daemons []*daemon
+	var daemons []*daemonProc
 	for i, p := range ports {
 		var links strings.Builder
 		links.WriteString("# the other two trackers\n")

@@ -95,7 +95,7 @@ func serveAPI(t testing.TB, b localapi.Backend) (socket string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- localapi.NewServer(b, nil).Serve(ctx, ln) }()
+	go func() { done <- localapi.NewServer(b, localapi.Options{}).Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

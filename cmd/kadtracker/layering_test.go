@@ -8,29 +8,49 @@ import (
 
 const module = "github.com/kadtracker/kadtracker"
 
-// allowedImports is DESIGN.md's layout table: the packages of ours that pkg
-// may import. "x/..." is x and everything below it; "x" is x alone.
-func allowedImports(pkg string) []string {
-	switch {
-	case within(pkg, "records"), within(pkg, "bootstrap"):
-		return []string{topOf(pkg) + "/..."}
-	case pkg == "node", within(pkg, "node/internal"):
-		return []string{"node", "node/internal/...", "records/...", "bootstrap/..."}
-	case within(pkg, "node"):
-		// A face (node/tracker, node/localapi, ...): it talks to the node
-		// through an interface of its own, so it never imports node.
-		face := strings.Join(strings.SplitN(pkg, "/", 3)[:2], "/")
-		return []string{face + "/...", "records/..."}
-	case within(pkg, "netsim"):
-		return []string{"netsim/...", "node/...", "records/...", "bootstrap/..."}
-	case within(pkg, "cmd"):
-		return []string{"records/...", "bootstrap/...", "node/...", "netsim/..."}
-	}
-	return nil
+// layer is what the packages of one layer of docs/design.md's layout may
+// import: packages of ours matching allowed ("x/..." is x and everything
+// below it; "x" is x alone), and modules outside the standard library only
+// when thirdParty is set.
+type layer struct {
+	allowed    []string
+	thirdParty bool
 }
 
-// TestLayering pins the import direction of DESIGN.md, so a shortcut
-// through the layers fails here rather than in review.
+// layerOf is docs/design.md's layout table.
+func layerOf(pkg string) layer {
+	switch {
+	case within(pkg, "records"), within(pkg, "bootstrap"):
+		return layer{[]string{topOf(pkg) + "/..."}, true}
+	case pkg == "node", within(pkg, "node/internal"):
+		return layer{[]string{"node", "node/internal/...", "records/...", "bootstrap/..."}, true}
+	case within(pkg, "node/daemon"):
+		// The assembly: the node and every face, wired once.
+		return layer{[]string{"node/...", "records/...", "bootstrap/..."}, true}
+	case within(pkg, "node/tsup"), within(pkg, "node/tracker/wire"):
+		// Protocol cores and codecs: the standard library and their own
+		// package only, so they are read, fuzzed and simulated alone.
+		face := strings.Join(strings.SplitN(pkg, "/", 3)[:2], "/")
+		return layer{[]string{face + "/..."}, false}
+	case within(pkg, "node/tracker"), within(pkg, "node/localapi"):
+		// A face talks to the node through an interface of its own, so it
+		// never imports node; it needs no module beyond records.
+		face := strings.Join(strings.SplitN(pkg, "/", 3)[:2], "/")
+		return layer{[]string{face + "/...", "records/..."}, false}
+	case within(pkg, "node"):
+		face := strings.Join(strings.SplitN(pkg, "/", 3)[:2], "/")
+		return layer{[]string{face + "/...", "records/..."}, true}
+	case within(pkg, "netsim"):
+		return layer{[]string{"netsim/...", "node/...", "records/...", "bootstrap/..."}, true}
+	case within(pkg, "cmd"):
+		return layer{[]string{"records/...", "bootstrap/...", "node/...", "netsim/..."}, true}
+	}
+	return layer{}
+}
+
+// TestLayering pins the import direction of docs/design.md, so a shortcut
+// through the layers fails here rather than in review. It replaces the
+// per-package import tests: one table, one place to change it.
 func TestLayering(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, module+"/...").Output()
 	if err != nil {
@@ -41,19 +61,27 @@ func TestLayering(t *testing.T) {
 		fields := strings.Fields(line)
 		pkg := strings.TrimPrefix(strings.TrimPrefix(fields[0], module), "/")
 		checked++
+		l := layerOf(pkg)
 		for _, imp := range fields[1:] {
 			dep, ours := strings.CutPrefix(imp, module+"/")
-			if !ours {
-				continue
-			}
-			if !matchesAny(dep, allowedImports(pkg)) {
-				t.Errorf("%s imports %s, which DESIGN.md's layout does not allow", pkg, dep)
+			switch {
+			case ours && !matchesAny(dep, l.allowed):
+				t.Errorf("%s imports %s, which docs/design.md's layout does not allow", pkg, dep)
+			case !ours && !l.thirdParty && !isStd(imp):
+				t.Errorf("%s imports %s: it may use the standard library only", pkg, imp)
 			}
 		}
 	}
-	if checked < 5 {
+	if checked < 10 {
 		t.Fatalf("only %d packages listed", checked)
 	}
+}
+
+// isStd reports whether imp is a standard library package: its first
+// element has no dot.
+func isStd(imp string) bool {
+	first, _, _ := strings.Cut(imp, "/")
+	return !strings.Contains(first, ".")
 }
 
 func matchesAny(pkg string, patterns []string) bool {
@@ -80,16 +108,29 @@ func TestLayeringRules(t *testing.T) {
 	}{
 		{"node", "records", true},
 		{"node", "node/tracker", false},
+		{"node", "node/daemon", false},
 		{"node/tracker", "node", false},
 		{"node/tracker", "node/tracker/wire", true},
 		{"node/tracker", "node/localapi", false},
+		{"node/tracker/wire", "records", false},
+		{"node/tsup", "records", false},
+		{"node/localapi", "node", false},
+		{"node/daemon", "node", true},
+		{"node/daemon", "node/tsup", true},
+		{"node/daemon", "netsim", false},
 		{"records", "bootstrap", false},
 		{"netsim", "node", true},
+		{"netsim", "node/daemon", true},
 		{"node", "netsim", false},
 		{"node/internal/pb", "records", true},
 	} {
-		if got := matchesAny(tc.dep, allowedImports(tc.pkg)); got != tc.ok {
+		if got := matchesAny(tc.dep, layerOf(tc.pkg).allowed); got != tc.ok {
 			t.Errorf("%s importing %s: allowed=%v, want %v", tc.pkg, tc.dep, got, tc.ok)
+		}
+	}
+	for pkg, third := range map[string]bool{"node/tsup": false, "node/tsup/wire": false, "node/tracker": false, "node/tracker/wire": false, "node/localapi": false, "node/metrics": true, "records": true} {
+		if got := layerOf(pkg).thirdParty; got != third {
+			t.Errorf("%s: third-party modules allowed=%v, want %v", pkg, got, third)
 		}
 	}
 }

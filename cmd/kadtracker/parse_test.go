@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kadtracker/kadtracker/node"
+	"github.com/kadtracker/kadtracker/node/daemon"
 	"github.com/kadtracker/kadtracker/node/localapi"
 	"github.com/kadtracker/kadtracker/node/tsup"
 	"github.com/kadtracker/kadtracker/records"
@@ -61,7 +62,7 @@ func daemonWant(f func(d *daemonCmd)) *daemonCmd {
 	d := &daemonCmd{node: node.DefaultConfig(), logLevel: slog.LevelInfo, logFormat: "text"}
 	d.node.DataDir = "/home/u/.kadtracker"
 	d.rpcSocket = "/home/u/.kadtracker/kadtracker.sock"
-	d.trackerHTTP, d.trackerUDP = defaultTrackerAddr, defaultTrackerAddr
+	d.trackerHTTP, d.trackerUDP = daemon.DefaultFrontAddr, daemon.DefaultFrontAddr
 	def := tsup.DefaultConfig()
 	d.dht, d.tsup.hello, d.tsup.update, d.tsup.disconnect = true, def.HelloInterval, def.UpdateInterval, def.DisconnectInterval
 	d.bridge.publish = true

@@ -9,13 +9,8 @@ import (
 	"time"
 )
 
-// bridgeBackend is a backend whose daemon bridges to classic trackers.
-type bridgeBackend struct {
-	*fakeBackend
-	enabled bool
-}
-
-func (b bridgeBackend) BridgeEnabled() bool { return b.enabled }
+// bridgeBackend is the view of a daemon that bridges to classic trackers.
+type bridgeBackend struct{}
 
 func (b bridgeBackend) Bridge(context.Context) (BridgeState, error) {
 	return BridgeState{
@@ -28,14 +23,11 @@ func (b bridgeBackend) Bridge(context.Context) (BridgeState, error) {
 }
 
 func TestBridgeEndpoint(t *testing.T) {
-	off := NewServer(fullBackend(), nil)
+	off := NewServer(fullBackend(), Options{})
 	if rec := do(t, off, http.MethodGet, "/v1/bridge", ""); rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "--bridge-trackers") {
 		t.Errorf("without a bridge: %d %s", rec.Code, rec.Body)
 	}
-	if rec := do(t, NewServer(bridgeBackend{fullBackend(), false}, nil), http.MethodGet, "/v1/bridge", ""); rec.Code != http.StatusNotFound {
-		t.Errorf("disabled bridge: %d", rec.Code)
-	}
-	rec := do(t, NewServer(bridgeBackend{fullBackend(), true}, nil), http.MethodGet, "/v1/bridge", "")
+	rec := do(t, NewServer(fullBackend(), Options{Bridge: bridgeBackend{}}), http.MethodGet, "/v1/bridge", "")
 	var got map[string]any
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != http.StatusOK {
 		t.Fatalf("%d %s (%v)", rec.Code, rec.Body, err)

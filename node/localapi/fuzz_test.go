@@ -16,7 +16,7 @@ func FuzzAnnounceRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		b := &fakeBackend{stored: 1}
 		w := httptest.NewRecorder()
-		NewServer(b, nil).ServeHTTP(w, httptest.NewRequest("POST", "/v1/announce", strings.NewReader(string(body))))
+		NewServer(b, Options{}).ServeHTTP(w, httptest.NewRequest("POST", "/v1/announce", strings.NewReader(string(body))))
 		checkAnswer(t, w)
 		if w.Code != http.StatusOK {
 			if len(b.announced) != 0 {
@@ -51,7 +51,7 @@ func FuzzPeersQuery(f *testing.F) {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest("GET", "/v1/peers", nil)
 		r.URL.RawQuery = rawQuery
-		NewServer(b, nil).ServeHTTP(w, r)
+		NewServer(b, Options{}).ServeHTTP(w, r)
 		checkAnswer(t, w)
 		if w.Code != http.StatusOK {
 			return

@@ -148,7 +148,7 @@ func serve(t testing.TB, b Backend, configure ...func(*Server)) (path string, st
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(b, nil)
+	s := NewServer(b, Options{})
 	for _, f := range configure {
 		f(s)
 	}

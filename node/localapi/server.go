@@ -62,16 +62,29 @@ type Server struct {
 	// DefaultShutdownTimeout. Set it before Serve.
 	ShutdownTimeout time.Duration
 
-	b   Backend
-	log *slog.Logger
+	b    Backend
+	opts Options
+	log  *slog.Logger
 }
 
-// NewServer returns a server for b. A nil logger discards logs.
-func NewServer(b Backend, logger *slog.Logger) *Server {
+// Options are the server's optional views. A nil view answers its
+// endpoints with 404 and a hint of the flag that turns it on.
+type Options struct {
+	// TSUP serves /v1/tsup/...; nil when the daemon runs no TSUP overlay.
+	TSUP TSUPBackend
+	// Bridge serves /v1/bridge; nil when the daemon bridges to no tracker.
+	Bridge BridgeBackend
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// NewServer returns a server for b with the views in opts.
+func NewServer(b Backend, opts Options) *Server {
+	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{b: b, log: logger}
+	return &Server{b: b, opts: opts, log: logger}
 }
 
 func (s *Server) requestTimeout() time.Duration {
@@ -400,11 +413,10 @@ func (s *Server) records(ctx context.Context, _ *http.Request) (any, error) {
 
 // tsupBackend is the TSUP overlay's backend, when the daemon runs one.
 func (s *Server) tsupBackend() (TSUPBackend, error) {
-	tb, ok := s.b.(TSUPBackend)
-	if !ok || !tb.TSUPEnabled() {
+	if s.opts.TSUP == nil {
 		return nil, &httpError{http.StatusNotFound, "TSUP is off: start the daemon with --tsup-links"}
 	}
-	return tb, nil
+	return s.opts.TSUP, nil
 }
 
 func (s *Server) tsupLinks(ctx context.Context, _ *http.Request) (any, error) {
@@ -432,11 +444,10 @@ func (s *Server) tsupSwarms(ctx context.Context, _ *http.Request) (any, error) {
 }
 
 func (s *Server) bridge(ctx context.Context, _ *http.Request) (any, error) {
-	bb, ok := s.b.(BridgeBackend)
-	if !ok || !bb.BridgeEnabled() {
+	if s.opts.Bridge == nil {
 		return nil, &httpError{http.StatusNotFound, "the bridge is off: start the daemon with --bridge-trackers"}
 	}
-	st, err := bb.Bridge(ctx)
+	st, err := s.opts.Bridge.Bridge(ctx)
 	if err != nil {
 		return nil, err
 	}

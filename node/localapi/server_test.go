@@ -96,7 +96,7 @@ func TestJSONShapes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := do(t, NewServer(tt.b, nil), tt.method, tt.path, tt.body)
+			w := do(t, NewServer(tt.b, Options{}), tt.method, tt.path, tt.body)
 			if w.Code != http.StatusOK {
 				t.Fatalf("status %d: %s", w.Code, w.Body)
 			}
@@ -109,7 +109,7 @@ func TestJSONShapes(t *testing.T) {
 
 func TestBackendReceivesRequests(t *testing.T) {
 	b := fullBackend()
-	s := NewServer(b, nil)
+	s := NewServer(b, Options{})
 	do(t, s, "POST", "/v1/announce", `{"infohash":"`+strings.ToUpper(hexV1)+`","port":65535}`)
 	do(t, s, "POST", "/v1/announce", ` {"seed":true,"port":1,"infohash":"`+hexV2+`"} `)
 	do(t, s, "POST", "/v1/withdraw", `{"infohash":"`+hexV1+`"}`)
@@ -165,7 +165,7 @@ func TestBadRequests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := fullBackend()
-			w := do(t, NewServer(b, nil), tt.method, tt.path, tt.body)
+			w := do(t, NewServer(b, Options{}), tt.method, tt.path, tt.body)
 			if w.Code != tt.code {
 				t.Errorf("status %d, want %d (%s)", w.Code, tt.code, w.Body)
 			}
@@ -184,7 +184,7 @@ func TestBadRequests(t *testing.T) {
 }
 
 func TestMethodsAndPaths(t *testing.T) {
-	s := NewServer(fullBackend(), nil)
+	s := NewServer(fullBackend(), Options{})
 	endpoints := map[string]string{
 		"/v1/status": "GET", "/v1/announce": "POST", "/v1/withdraw": "POST",
 		"/v1/peers": "GET", "/v1/records": "GET", "/v1/routing": "GET",
@@ -215,7 +215,7 @@ func TestMethodsAndPaths(t *testing.T) {
 func TestBackendError(t *testing.T) {
 	b := fullBackend()
 	b.err = errors.New("node: no DHT servers known")
-	s := NewServer(b, nil)
+	s := NewServer(b, Options{})
 	for _, r := range []struct{ method, path, body string }{
 		{"GET", "/v1/status", ""},
 		{"POST", "/v1/announce", `{"infohash":"` + hexV1 + `","port":1}`},
@@ -234,7 +234,7 @@ func TestBackendError(t *testing.T) {
 func TestRequestTimeout(t *testing.T) {
 	b := fullBackend()
 	b.block = make(chan struct{}) // never closed
-	s := NewServer(b, nil)
+	s := NewServer(b, Options{})
 	s.RequestTimeout = 20 * time.Millisecond
 	w := do(t, s, "GET", "/v1/peers?infohash="+hexV1, "")
 	if w.Code != 500 || !strings.Contains(w.Body.String(), context.DeadlineExceeded.Error()) {

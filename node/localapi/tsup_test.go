@@ -8,13 +8,8 @@ import (
 	"testing"
 )
 
-// tsupBackend is a backend whose daemon runs TSUP.
-type tsupBackend struct {
-	*fakeBackend
-	enabled bool
-}
-
-func (b tsupBackend) TSUPEnabled() bool { return b.enabled }
+// tsupBackend is the view of a daemon that runs TSUP.
+type tsupBackend struct{}
 
 func (b tsupBackend) TSUPLinks(context.Context) ([]TSUPLink, error) {
 	return []TSUPLink{{Addr: "127.0.0.1:6970", State: "connected", Mandates: -1, Swarms: 2}}, nil
@@ -25,19 +20,14 @@ func (b tsupBackend) TSUPSwarms(context.Context) ([]TSUPSwarm, error) {
 }
 
 func TestTSUPEndpoints(t *testing.T) {
-	off := NewServer(fullBackend(), nil)
+	off := NewServer(fullBackend(), Options{})
 	for _, path := range []string{"/v1/tsup/links", "/v1/tsup/swarms"} {
 		rec := do(t, off, http.MethodGet, path, "")
 		if rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "TSUP is off") {
 			t.Errorf("%s without TSUP: %d %s", path, rec.Code, rec.Body)
 		}
 	}
-	disabled := NewServer(tsupBackend{fullBackend(), false}, nil)
-	if rec := do(t, disabled, http.MethodGet, "/v1/tsup/links", ""); rec.Code != http.StatusNotFound {
-		t.Errorf("disabled TSUP: %d", rec.Code)
-	}
-
-	on := NewServer(tsupBackend{fullBackend(), true}, nil)
+	on := NewServer(fullBackend(), Options{TSUP: tsupBackend{}})
 	rec := do(t, on, http.MethodGet, "/v1/tsup/links", "")
 	var links map[string][]map[string]any
 	if err := json.Unmarshal(rec.Body.Bytes(), &links); err != nil || rec.Code != http.StatusOK {

@@ -121,10 +121,9 @@ type RoutingResult struct {
 	Peers []RoutingPeer `json:"peers"`
 }
 
-// TSUPBackend is implemented by a Backend whose daemon may run the TSUP
-// overlay (trackers unifying their swarms).
+// TSUPBackend is the view of the TSUP overlay (trackers unifying their
+// swarms), when the daemon runs one.
 type TSUPBackend interface {
-	TSUPEnabled() bool
 	TSUPLinks(ctx context.Context) ([]TSUPLink, error)
 	TSUPSwarms(ctx context.Context) ([]TSUPSwarm, error)
 }
@@ -167,10 +166,9 @@ type TSUPSwarmsResult struct {
 	Swarms []TSUPSwarm `json:"swarms"`
 }
 
-// BridgeBackend is implemented by a Backend whose daemon may bridge to
-// classic trackers.
+// BridgeBackend is the view of the bridge to classic trackers, when the
+// daemon runs one.
 type BridgeBackend interface {
-	BridgeEnabled() bool
 	Bridge(ctx context.Context) (BridgeState, error)
 }
 

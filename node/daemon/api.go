@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -7,15 +7,14 @@ import (
 
 	"github.com/kadtracker/kadtracker/node"
 	"github.com/kadtracker/kadtracker/node/localapi"
-	"github.com/kadtracker/kadtracker/node/tracker"
-	"github.com/kadtracker/kadtracker/node/tracker/bridge"
+	"github.com/kadtracker/kadtracker/node/metrics"
 	"github.com/kadtracker/kadtracker/records"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// nodeAPI is what the local API uses of *node.Node.
-type nodeAPI interface {
+// dhtNode is what the daemon's faces use of *node.Node.
+type dhtNode interface {
 	Announce(ctx context.Context, key records.Key, port uint16, seed bool) (node.AnnounceResult, error)
 	Withdraw(ctx context.Context, key records.Key) error
 	Lookup(ctx context.Context, key records.Key, want int) (node.LookupResult, error)
@@ -25,23 +24,40 @@ type nodeAPI interface {
 	ID() peer.ID
 }
 
-var _ nodeAPI = (*node.Node)(nil)
+var _ dhtNode = (*node.Node)(nil)
 
-// apiBackend serves the local API from a node.
+// offlineNode stands in for the DHT node without one (--dht=false): the
+// daemon is a plain tracker for its clients (and the TSUP overlay),
+// publishing nothing and finding nothing in a DHT.
+type offlineNode struct{ started time.Time }
+
+func (offlineNode) Announce(context.Context, records.Key, uint16, bool) (node.AnnounceResult, error) {
+	return node.AnnounceResult{}, nil
+}
+func (offlineNode) Withdraw(context.Context, records.Key) error { return nil }
+func (offlineNode) Lookup(context.Context, records.Key, int) (node.LookupResult, error) {
+	return node.LookupResult{}, nil
+}
+func (offlineNode) Records(context.Context) ([]records.Entry, error) { return nil, nil }
+func (offlineNode) Routing() []node.RoutingPeer                      { return nil }
+func (o offlineNode) Stats() node.Stats                              { return node.Stats{DHTMode: "off", Started: o.started} }
+func (offlineNode) ID() peer.ID                                      { return "" }
+
+// apiBackend serves the local API from the node, adding the peers TSUP
+// and the bridge know to /v1/peers.
 type apiBackend struct {
-	n nodeAPI
-	// trackerHTTP and trackerUDP are the tracker front's announce URLs.
-	trackerHTTP, trackerUDP string
-	overlay                 *overlay          // nil without TSUP
-	bridge                  *bridge.Announcer // nil without --bridge-trackers
-	published               *bridgedPublisher // nil unless bridged records are published
+	n       dhtNode
+	m       *metrics.Metrics // nil: metrics off
+	info    *Info            // the front's URLs for /v1/status
+	overlay *overlay         // nil without TSUP
+	bridge  *bridge          // nil without the bridge
 }
 
-var _ localapi.Backend = apiBackend{}
+var _ localapi.Backend = (*apiBackend)(nil)
 
-func (b apiBackend) Status(context.Context) (localapi.Status, error) {
+func (b *apiBackend) Status(context.Context) (localapi.Status, error) {
 	st := b.n.Stats()
-	return localapi.Status{
+	out := localapi.Status{
 		PeerID:           st.PeerID.String(),
 		Addrs:            addrStrings(st.Addrs),
 		RoutingTableSize: st.RoutingTableSize,
@@ -51,28 +67,34 @@ func (b apiBackend) Status(context.Context) (localapi.Status, error) {
 		Replication:      st.Replication,
 		DHTMode:          st.DHTMode,
 		Started:          st.Started.UTC(),
-		TrackerHTTP:      b.trackerHTTP,
-		TrackerUDP:       b.trackerUDP,
-	}, nil
+	}
+	if b.info != nil {
+		out.TrackerHTTP, out.TrackerUDP = b.info.TrackerHTTP, b.info.TrackerUDP
+	}
+	return out, nil
 }
 
 // Announce, Withdraw and Peers name swarms as users see them: a v2 (64-hex)
 // infohash reaches the swarm its clients announce to trackers, under the
 // 20-byte truncation BEP 52 prescribes (see records.Key.Swarm).
-func (b apiBackend) Announce(ctx context.Context, key records.Key, port uint16, seed bool) (localapi.AnnounceResult, error) {
+func (b *apiBackend) Announce(ctx context.Context, key records.Key, port uint16, seed bool) (localapi.AnnounceResult, error) {
 	res, err := b.n.Announce(ctx, key.Swarm(), port, seed)
+	if b.m != nil {
+		b.m.ObserveAnnounce("api", err)
+	}
 	if err != nil {
 		return localapi.AnnounceResult{}, err
 	}
 	return localapi.AnnounceResult{StoredOn: res.StoredOn, Targets: res.Targets}, nil
 }
 
-func (b apiBackend) Withdraw(ctx context.Context, key records.Key) error {
+func (b *apiBackend) Withdraw(ctx context.Context, key records.Key) error {
 	return b.n.Withdraw(ctx, key.Swarm())
 }
 
-func (b apiBackend) Peers(ctx context.Context, key records.Key, want int) (localapi.PeersResult, error) {
-	res, err := b.n.Lookup(ctx, key.Swarm(), want)
+func (b *apiBackend) Peers(ctx context.Context, key records.Key, want int) (localapi.PeersResult, error) {
+	key = key.Swarm()
+	res, err := observedLookup(ctx, b.n, b.m, "api", key, want)
 	if err != nil {
 		return localapi.PeersResult{}, err
 	}
@@ -90,7 +112,12 @@ func (b apiBackend) Peers(ctx context.Context, key records.Key, want int) (local
 			Source:    source,
 		}
 	}
-	peers = append(peers, b.livePeers(key)...)
+	if b.bridge != nil {
+		peers = append(peers, b.bridge.apiPeers(key)...)
+	}
+	if b.overlay != nil {
+		peers = append(peers, b.overlay.apiPeers(key)...)
+	}
 	return localapi.PeersResult{
 		Peers:    peers,
 		Seeds:    res.Seeds,
@@ -105,7 +132,7 @@ func (b apiBackend) Peers(ctx context.Context, key records.Key, want int) (local
 	}, nil
 }
 
-func (b apiBackend) Records(ctx context.Context) ([]localapi.Record, error) {
+func (b *apiBackend) Records(ctx context.Context) ([]localapi.Record, error) {
 	entries, err := b.n.Records(ctx)
 	if err != nil {
 		return nil, err
@@ -124,7 +151,7 @@ func (b apiBackend) Records(ctx context.Context) ([]localapi.Record, error) {
 	return out, nil
 }
 
-func (b apiBackend) Routing(context.Context) ([]localapi.RoutingPeer, error) {
+func (b *apiBackend) Routing(context.Context) ([]localapi.RoutingPeer, error) {
 	rt := b.n.Routing()
 	out := make([]localapi.RoutingPeer, len(rt))
 	for i, p := range rt {
@@ -136,6 +163,23 @@ func (b apiBackend) Routing(context.Context) ([]localapi.RoutingPeer, error) {
 		}
 	}
 	return out, nil
+}
+
+// observedLookup is n.Lookup, told to the metrics as front's when m is set.
+func observedLookup(ctx context.Context, n dhtNode, m *metrics.Metrics, front string, key records.Key, want int) (node.LookupResult, error) {
+	start := time.Now()
+	res, err := n.Lookup(ctx, key, want)
+	if m != nil {
+		d := res.Stats.Duration
+		if d == 0 {
+			d = time.Since(start)
+		}
+		m.ObserveLookup(metrics.Lookup{
+			Front: front, Infohash: key, Peers: len(res.Peers),
+			Hops: res.Stats.Hops, Queried: res.Stats.Queried, Duration: d, Err: err,
+		})
+	}
+	return res, err
 }
 
 // ipString prints an IPv4-mapped address as IPv4, and the zero Addr (a
@@ -153,41 +197,4 @@ func addrStrings(addrs []ma.Multiaddr) []string {
 		out[i] = a.String()
 	}
 	return out
-}
-
-// trackerBackend serves the BitTorrent tracker front from a node.
-type trackerBackend struct{ n nodeAPI }
-
-var _ tracker.Node = trackerBackend{}
-
-// Announce publishes the client. A record that no storing node took yet is
-// not an error for the front: the node keeps the key announced and its
-// republish loop tries again.
-func (b trackerBackend) Announce(ctx context.Context, key records.Key, port uint16, seed bool) error {
-	_, err := b.n.Announce(ctx, key, port, seed)
-	return err
-}
-
-func (b trackerBackend) Withdraw(ctx context.Context, key records.Key) error {
-	return b.n.Withdraw(ctx, key)
-}
-
-func (b trackerBackend) Lookup(ctx context.Context, key records.Key, want int) (tracker.Swarm, error) {
-	res, err := b.n.Lookup(ctx, key, want)
-	if err != nil {
-		return tracker.Swarm{}, err
-	}
-	self := b.n.ID()
-	sw := tracker.Swarm{Seeds: res.Seeds, Leechers: res.Leechers, Peers: make([]tracker.Peer, 0, len(res.Peers))}
-	for _, p := range res.Peers {
-		if p.Bridged && p.Announcer == self {
-			continue // this daemon's own bridge: its peers reach the front live
-		}
-		sw.Peers = append(sw.Peers, tracker.Peer{
-			Endpoint: netip.AddrPortFrom(p.Endpoint.Addr().Unmap(), p.Endpoint.Port()),
-			Seed:     p.Seed,
-			Local:    p.Announcer == self && !p.Bridged,
-		})
-	}
-	return sw, nil
 }
