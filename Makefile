@@ -1,26 +1,55 @@
-# kadtracker developer targets. `make test` is what CI runs (see .ci/run).
+# kadtracker developer targets. The README's two commands are `make run`
+# and `make test`; both work on a fresh Debian machine with Go.
 
 GO       ?= go
 BIN      := bin/kadtracker
 DATA_DIR ?= $(HOME)/.kadtracker
 ARGS     ?=
 FUZZTIME ?= 10s
+# make install puts the binary in $(PREFIX)/bin: /usr/local/bin for root,
+# ~/.local/bin (on the PATH of most desktop sessions) for anyone else.
+PREFIX   ?= $(if $(filter 0,$(shell id -u)),/usr/local,$(HOME)/.local)
 
-.PHONY: all build run test bench fuzz fmt vet generate clean
+# Stamp the module version and VCS revision into the binary (`kadtracker
+# version`), whatever GOFLAGS says.
+BUILDFLAGS := -buildvcs=auto
+
+# Tests never reach the public Internet: the daemon refuses the public
+# rendezvous and bootstrap lists while this is set.
+export KADTRACKER_NO_PUBLIC_NETWORK := 1
+
+.PHONY: all build install run deps test tidy-check bench fuzz fmt vet generate clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/kadtracker
+	$(GO) build $(BUILDFLAGS) -o $(BIN) ./cmd/kadtracker
 
-# make run ARGS='--mdns --bootstrap /ip4/.../p2p/...'
+install: build
+	install -d '$(DESTDIR)$(PREFIX)/bin'
+	install -m 0755 $(BIN) '$(DESTDIR)$(PREFIX)/bin/kadtracker'
+	@case ":$$PATH:" in *':$(PREFIX)/bin:'*) ;; *) echo "note: $(PREFIX)/bin is not on your PATH; add it to use kadtracker by name";; esac
+
+# make run ARGS='--bootstrap /ip4/.../p2p/...'
 run: build
-	./$(BIN) run --data-dir '$(DATA_DIR)' $(ARGS)
+	KADTRACKER_NO_PUBLIC_NETWORK= ./$(BIN) run --data-dir '$(DATA_DIR)' $(ARGS)
+
+# What the tests need: Debian packages (BitTorrent clients, namespaces,
+# miniupnpd, chromium) and the Go modules. Does nothing when all is there.
+deps:
+	bash .ci/deps
 
 # End-to-end tests are ordinary Go tests that build the binary themselves,
 # so ./... covers them.
-test: vet
+test: deps tidy-check vet
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+# go.mod and go.sum must be what `go mod tidy` makes of them.
+tidy-check:
+	@tmp=$$(mktemp -d) && cp go.mod go.sum "$$tmp"/ && $(GO) mod tidy && \
+	if cmp -s go.mod "$$tmp"/go.mod && cmp -s go.sum "$$tmp"/go.sum; then rm -rf "$$tmp"; else \
+		echo "go mod tidy changes go.mod/go.sum: commit its result" >&2; \
+		diff -u "$$tmp"/go.mod go.mod >&2; cp "$$tmp"/go.mod "$$tmp"/go.sum .; rm -rf "$$tmp"; exit 1; fi
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
