@@ -125,19 +125,19 @@ func (c *Config) PlainDisconnect() time.Duration {
 // 10 s hello and 30 s update intervals.
 func DefaultConfig() Config {
 	return Config{
-		HelloInterval:           10 * time.Second,
-		UpdateInterval:          30 * time.Second,
-		DisconnectInterval:      30 * time.Second,
-		RetryTimes:              5,
-		ReconnectInterval:       2 * time.Minute,
-		MandateInterval:         time.Hour,
-		PeerTTL:                 5 * time.Minute,
-		ExtendedPeers:           200,
-		MaxSwarms:               10000,
-		MaxPeersPerSwarm:        1000,
-		MACWindow:               2 * time.Minute,
-		Clock:                   time.Now,
-		Logger:                  slog.New(slog.DiscardHandler),
+		HelloInterval:      10 * time.Second,
+		UpdateInterval:     30 * time.Second,
+		DisconnectInterval: 30 * time.Second,
+		RetryTimes:         5,
+		ReconnectInterval:  2 * time.Minute,
+		MandateInterval:    time.Hour,
+		PeerTTL:            5 * time.Minute,
+		ExtendedPeers:      200,
+		MaxSwarms:          10000,
+		MaxPeersPerSwarm:   1000,
+		MACWindow:          2 * time.Minute,
+		Clock:              time.Now,
+		Logger:             slog.New(slog.DiscardHandler),
 	}
 }
 

@@ -97,10 +97,10 @@ type link struct {
 	// awaits no answer.
 	candReply bool
 	owed      bool
-	mandates int32
-	hasCand  bool // it ever sent a CANDIDATURE
-	hasRank  bool
-	rank     uint64
+	mandates  int32
+	hasCand   bool // it ever sent a CANDIDATURE
+	hasRank   bool
+	rank      uint64
 
 	leaderQ      []Infohash // LEADER notices to send
 	leaderQueued map[Infohash]bool
