@@ -253,3 +253,24 @@ func TestXBTElectionSettles(t *testing.T) {
 		}
 	}
 }
+
+// After the only neighbour's link drops, the swarms page shows no leader
+// for a swarm nobody shares (it showed "self" with 0 trackers).
+func TestSwarmsNoLeaderWithoutMembers(t *testing.T) {
+	kc := DefaultConfig()
+	w := newXBTWorld(t, 3, 1, kc, defaultXBT(5*time.Minute, 10*time.Second, 5*time.Minute))
+	w.net.runFor(5 * time.Minute)
+	st := w.kad.core.Swarms()
+	if len(st) != 1 || st[0].Trackers != 1 || st[0].InternalLeader != "self" {
+		t.Fatalf("with the XBT linked: %+v", st)
+	}
+	w.all[1].alive = false
+	w.net.runFor(kc.PlainDisconnect() + time.Minute)
+	if l := w.kad.core.Links()[0].State; l == "connected" {
+		t.Fatalf("link still %s", l)
+	}
+	st = w.kad.core.Swarms()
+	if len(st) != 1 || st[0].Trackers != 0 || st[0].InternalLeader != "" {
+		t.Fatalf("after the link dropped: %+v", st)
+	}
+}
