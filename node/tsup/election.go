@@ -71,9 +71,10 @@ func (c *Core) startCampaign(notifier *link, epoch uint32) {
 	c.checkCampaign()
 }
 
-// involve adds l to the running campaign: it gets our CANDIDATURE and we
-// wait for its own unless it already came (XBT forgets to count a
-// newcomer, so its campaigns end early or hang).
+// involve adds l to the running campaign: it gets our CANDIDATURE and,
+// over a link with the extensions, we wait for its own unless it already
+// came (XBT forgets to count a newcomer, so its campaigns end early or
+// hang).
 func (c *Core) involve(l *link, notifier *link) {
 	l.involved = true
 	l.candIn = l.ext() && !l.candGot && l != notifier
@@ -185,7 +186,7 @@ func (c *Core) plainCandidature(l *link) {
 	if c.camp != nil && l.involved {
 		l.candGot, l.candIn = true, false
 		c.checkCampaign()
-	} else if !owed && !l.candOut && !c.cfg.FullMesh {
+	} else if !owed && !l.candOut {
 		c.sendCandidature(l, true) // its campaign awaits ours
 	}
 	c.reclaim(l)
