@@ -131,6 +131,15 @@ func (p *remotePeer) suppressed(l *link, now time.Time, window time.Duration) bo
 	return mine && !others
 }
 
+func (p *remotePeer) reportedBy(l int) bool {
+	for i := range p.nsrc {
+		if p.src[i].link == l {
+			return true
+		}
+	}
+	return false
+}
+
 // Leader values in swarm.leader (else a link index).
 const (
 	leaderNone = -2
@@ -555,10 +564,11 @@ func (c *Core) linger() time.Duration { return 3 * c.cfg.UpdateInterval }
 // peers over internal links only by the internal leader, external peers
 // over external links only by the external leader; the other kind always),
 // not a peer l itself reported (see remotePeer.suppressed), and toward a
-// link without the extensions no NEG for a peer that merely expired: XBT
-// applies a NEG to its own clients too, and the silence may be the slow
-// neighbour's (XBT expires remote peers itself). Unless unifying, a swarm whose leader of
-// l's kind is another connected tracker goes to that leader only.
+// link without the extensions that reported a peer no NEG when the peer
+// merely expired: XBT applies a NEG to its own clients too, and the
+// silence may be the slow neighbour's own (XBT expires remote peers
+// itself). Unless unifying, a swarm whose leader of l's kind is another
+// connected tracker goes to that leader only.
 func (c *Core) blocksFor(l *link, unifying bool) []wire.Block {
 	md := l.mode()
 	limit := wire.SendBlockPeers
@@ -586,7 +596,7 @@ func (c *Core) blocksFor(l *link, unifying bool) []wire.Block {
 		for i, a := range s.remote.keys {
 			rp := &s.remote.vals[i]
 			if (rp.origin == originOf(k) && !lead) || rp.suppressed(l, c.now, c.echoWindow()) ||
-				(rp.expired && !l.ext()) {
+				(rp.expired && !l.ext() && rp.reportedBy(l.idx)) {
 				continue
 			}
 			p := wire.Peer{Addr: a, Seed: rp.seed, Dead: rp.dead}
@@ -702,7 +712,9 @@ func (c *Core) gc() {
 			case !rp.dead && !c.fresh(rp):
 				rp.dead, rp.deadAt, rp.expired = true, now, true
 			}
-			for k := rp.nsrc - 1; k >= 0; k-- {
+			for k := rp.nsrc - 1; k >= 0 && !rp.dead; k-- {
+				// A dead peer keeps its reporters while it lingers, for
+				// blocksFor's NEG rules.
 				if now.Sub(rp.src[k].at) > c.ttl(rp.src[k].link) {
 					rp.src[k] = rp.src[rp.nsrc-1]
 					rp.nsrc--

@@ -95,10 +95,10 @@ type gap struct {
 }
 
 // watch runs for d in steps of one second and returns the longest absence
-// of any expected peer from any tracker's answers.
-func (w *xbtWorld) watch(d time.Duration) gap {
+// of any expected peer from any tracker's answers, and from each tracker's.
+func (w *xbtWorld) watch(d time.Duration) (worst gap, by map[netip.AddrPort]gap) {
+	by = make(map[netip.AddrPort]gap)
 	since := make(map[[2]netip.AddrPort]time.Time)
-	var worst gap
 	end := w.net.now.Add(d)
 	for w.net.now.Before(end) {
 		w.net.runFor(time.Second)
@@ -110,8 +110,12 @@ func (w *xbtWorld) watch(d time.Duration) gap {
 				if _, ok := since[k]; !ok {
 					since[k] = w.net.now
 				}
-				if g := w.net.now.Sub(since[k]); g > worst.d {
-					worst = gap{g, nd.addr, a, since[k]}
+				g := gap{w.net.now.Sub(since[k]), nd.addr, a, since[k]}
+				if g.d > worst.d {
+					worst = g
+				}
+				if g.d > by[nd.addr].d {
+					by[nd.addr] = g
 				}
 			}
 		}
@@ -121,7 +125,7 @@ func (w *xbtWorld) watch(d time.Duration) gap {
 			}
 		}
 	}
-	return worst
+	return worst, by
 }
 
 func (w *xbtWorld) campaigns() (kad int, xbt []int) {
@@ -179,8 +183,9 @@ func xbtUpdate(announce time.Duration) time.Duration { return min(5*time.Minute,
 // update interval over two hours, elections included. Failed before: an XBT
 // that led the swarm forwarded the other XBT's peer to us and we then kept
 // it from that XBT for PeerTTL, longer than XBT kept it (issue 17); we
-// expired an XBT's peers between its 300 s updates and told it they were
-// dead, which XBT applies to its own clients until they announce again.
+// expired an XBT's peers between its 300 s updates (PeerTTL is 300 s too)
+// and told it they were dead, which XBT applies to its own clients until
+// they announce again.
 func TestXBTPeersNeverMissing(t *testing.T) {
 	for _, n := range []int{1, 2} {
 		for _, announce := range xbtAnnounces {
@@ -191,9 +196,15 @@ func TestXBTPeersNeverMissing(t *testing.T) {
 					if _, ok := w.net.runUntil(10*time.Minute, time.Second, w.complete); !ok {
 						t.Fatalf("no tracker answers every peer after 10 min; %s", w.leaders())
 					}
-					if g := w.watch(2 * time.Hour); g.d > kc.UpdateInterval {
+					g, by := w.watch(2 * time.Hour)
+					if g.d > kc.UpdateInterval {
 						t.Errorf("%v answered without %v for %v from %v, longer than an update interval (%v); %s",
 							g.tracker, g.peer, g.d, g.at.Sub(simEpoch), kc.UpdateInterval, w.leaders())
+					}
+					// The kadtracker hears every XBT at least every 300 s
+					// and never loses a peer.
+					if k := by[w.kad.addr]; k.d > 0 {
+						t.Errorf("the kadtracker answered without %v for %v from %v; %s", k.peer, k.d, k.at.Sub(simEpoch), w.leaders())
 					}
 					for _, x := range w.xbts {
 						if x.unknownPeer > 0 {
@@ -272,5 +283,44 @@ func TestSwarmsNoLeaderWithoutMembers(t *testing.T) {
 	st = w.kad.core.Swarms()
 	if len(st) != 1 || st[0].Trackers != 0 || st[0].InternalLeader != "" {
 		t.Fatalf("after the link dropped: %+v", st)
+	}
+}
+
+// An XBT that updates us less often than we keep peers even for a slow
+// link (maxPlainTTL; here every 61 min, a setting no one would choose, or
+// a neighbour that keeps quiet on purpose): its peers expire here between
+// its updates, but we never tell it they are dead, so its own clients stay
+// in its answers. Before, the NEG made XBT drop them until their next
+// announce. The control: they do expire here (the lifetime a slow link
+// earns is capped).
+func TestXBTNoNEGForItsOwnPeers(t *testing.T) {
+	kc := DefaultConfig()
+	w := newXBTWorld(t, 4, 1, kc, defaultXBT(30*time.Minute, 10*time.Second, 61*time.Minute))
+	if _, ok := w.net.runUntil(10*time.Minute, time.Second, w.complete); !ok {
+		t.Fatal("no convergence")
+	}
+	_, by := w.watch(4 * time.Hour)
+	k, x := by[w.kad.addr], by[w.xbts[0].addr]
+	if k.d == 0 {
+		t.Errorf("the XBT's peers never expired here: a slow link's lifetime is not capped at %v", maxPlainTTL)
+	}
+	if x.d > 0 {
+		t.Errorf("the XBT answered without %v for %v from %v", x.peer, x.d, x.at.Sub(simEpoch))
+	}
+	t.Logf("the kadtracker lacked the XBT's %v for %v from %v (its updates come every 61 min, lifetime cap %v)", k.peer, k.d, k.at.Sub(simEpoch), maxPlainTTL)
+}
+
+// An XBT updating less often than PeerTTL (every 10 min; XBT's default
+// 300 s equals our PeerTTL) keeps its peers here once we have seen its
+// period: a report from a slow link lives twice that period.
+func TestXBTSlowUpdatesKeepPeers(t *testing.T) {
+	kc := DefaultConfig()
+	w := newXBTWorld(t, 5, 1, kc, defaultXBT(30*time.Minute, 10*time.Second, 10*time.Minute))
+	w.net.runFor(25 * time.Minute) // two of its updates: its period is known
+	if !w.complete() {
+		t.Fatal("no convergence")
+	}
+	if g, _ := w.watch(3 * time.Hour); g.d > 0 {
+		t.Errorf("%v answered without %v for %v from %v", g.tracker, g.peer, g.d, g.at.Sub(simEpoch))
 	}
 }
