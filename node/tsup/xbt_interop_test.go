@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/kadtracker/kadtracker/node/tsup/wire"
 )
 
 // xbtWorld is one kadtracker (node 0) linked to n modelled XBTs, which are
@@ -322,5 +324,65 @@ func TestXBTSlowUpdatesKeepPeers(t *testing.T) {
 	}
 	if g, _ := w.watch(3 * time.Hour); g.d > 0 {
 		t.Errorf("%v answered without %v for %v from %v", g.tracker, g.peer, g.d, g.at.Sub(simEpoch))
+	}
+}
+
+// A neighbour without the extensions that sends a CANDIDATURE every 15 s
+// (XBT's echo, or an attacker), acknowledging ours, starts no campaign here and draws at
+// most one CANDIDATURE of ours for each of its own. The control: the same
+// flood over a link with the extensions, each with a new epoch, starts a
+// campaign each time, as a ranked neighbour may.
+func TestCandidatureFlood(t *testing.T) {
+	for _, plain := range []bool{true, false} {
+		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) {
+			net, a, b := pair(t, 31, 0, func(i int, c *Config) { c.NoExtensions = plain && i == 1 })
+			a.core.SetOwn(net.now, testIH, clientPeers(0, 2))
+			b.core.SetOwn(net.now, testIH, clientPeers(1, 2))
+			net.collect(a)
+			net.collect(b)
+			net.runFor(time.Minute)
+			if l := a.core.Links()[0]; l.State != "connected" || l.Extended == plain {
+				t.Fatalf("link %+v", l)
+			}
+			b.alive = false // we play b
+			before := a.core.Stats().Elections
+			md := wire.Extended
+			if plain {
+				md = wire.Plain
+			}
+			cid := a.core.links[0].cid
+			hdr := func(tx uint32) wire.Header { return wire.Header{ConnID: cid, TxID: tx, Port: b.addr.Port()} }
+			cands := 0
+			for i := range 100 {
+				m := wire.Candidature{Header: hdr(uint32(1000 + i)), Mandates: 5}
+				if !plain {
+					m.HasRank, m.Rank, m.Epoch = true, 42, uint32(1000+i)
+				}
+				if err := a.core.Step(net.now, b.addr, wire.AppendCandidature(nil, m)); err != nil {
+					t.Fatal(err)
+				}
+				for _, d := range a.core.Ready() {
+					if m, err := wire.Parse(d.Data, md); err == nil {
+						if c, ok := m.(wire.Candidature); ok && !c.Ack {
+							cands++
+							a.core.Step(net.now, b.addr, wire.AppendCandidature(nil, wire.Candidature{Header: hdr(c.TxID), Ack: true}))
+						}
+					}
+				}
+				// XBT's next CANDIDATURE comes a hello tick later: past
+				// the straggler window of our hello interval.
+				net.now = net.now.Add(15 * time.Second)
+				a.core.Tick(net.now)
+				a.core.Ready()
+			}
+			started := a.core.Stats().Elections - before
+			switch {
+			case plain && (started != 0 || cands > 100):
+				t.Errorf("100 plain CANDIDATUREs started %d campaigns and drew %d of ours", started, cands)
+			case !plain && started != 100:
+				t.Errorf("control: 100 ranked CANDIDATUREs with new epochs started %d campaigns", started)
+			}
+			t.Logf("plain=%v: 100 CANDIDATUREs started %d campaigns, drew %d CANDIDATUREs", plain, started, cands)
+		})
 	}
 }
