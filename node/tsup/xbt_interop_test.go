@@ -328,10 +328,10 @@ func TestXBTSlowUpdatesKeepPeers(t *testing.T) {
 }
 
 // A neighbour without the extensions that sends a CANDIDATURE every 15 s
-// (XBT's echo, or an attacker), acknowledging ours, starts no campaign here and draws at
-// most one CANDIDATURE of ours for each of its own. The control: the same
-// flood over a link with the extensions, each with a new epoch, starts a
-// campaign each time, as a ranked neighbour may.
+// (XBT's echo, or an attacker), acknowledging ours, starts no campaign here
+// and draws at most one CANDIDATURE of ours for each of its own. The
+// control: the same over a link with the extensions, each with a new
+// epoch, starts a campaign each time, as a ranked neighbour may.
 func TestCandidatureFlood(t *testing.T) {
 	for _, plain := range []bool{true, false} {
 		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"testing"
 	"time"
 
 	"github.com/kadtracker/kadtracker/node/tsup/wire"
@@ -667,5 +668,44 @@ func (x *xbtModel) chooseLeaders() {
 			x.mandates++
 		}
 		s.leader = min
+	}
+}
+
+// The model reproduces what two XBTs were seen doing on the wire
+// (TSUP-WIRE.md §7): after their first campaign (mandate interval - 840 s
+// after start) both lead the swarm they share, and each sends the other
+// every peer, its own included.
+func TestXBTModelBothLead(t *testing.T) {
+	net := newSimNet(t, 6, 0)
+	a, b := trackerAddr(1), trackerAddr(2)
+	cfg := defaultXBT(30*time.Minute, 10*time.Second, time.Minute)
+	xa := newXBT(a, cfg, []netip.AddrPort{b}, 1, net.now)
+	xb := newXBT(b, cfg, []netip.AddrPort{a}, 2, net.now)
+	xa.setOwn(testIH, clientPeers(1, 2))
+	xb.setOwn(testIH, clientPeers(2, 2))
+	net.addTracker(a, xa, nil)
+	net.addTracker(b, xb, nil)
+	echoed := false
+	net.observe = func(from netip.AddrPort, d Datagram) {
+		m, err := wire.Parse(d.Data, wire.Plain)
+		if u, ok := m.(wire.Update); err == nil && ok && from == a {
+			for _, blk := range u.Blocks {
+				for _, p := range blk.Peers {
+					echoed = echoed || p.Addr.Addr() == clientPeers(2, 1)[0].Addr.Addr()
+				}
+			}
+		}
+	}
+	net.runFor(time.Duration(cfg.mandate-840)*time.Second - time.Minute)
+	if l := xa.leaderOf(testIH); l != "" || echoed || len(xa.Peers(testIH)) != 4 {
+		t.Fatalf("before the first campaign: leader %q, echoed %v, %d peers", l, echoed, len(xa.Peers(testIH)))
+	}
+	net.runFor(5 * time.Minute)
+	if xa.campaigns == 0 || xa.leaderOf(testIH) != "self" || xb.leaderOf(testIH) != "self" {
+		t.Fatalf("after %d campaigns: leaders %q and %q, want both self", xa.campaigns, xa.leaderOf(testIH), xb.leaderOf(testIH))
+	}
+	net.runFor(2 * time.Minute)
+	if !echoed {
+		t.Fatal("a leader did not send the other its own peers back")
 	}
 }
