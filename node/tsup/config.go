@@ -57,7 +57,8 @@ type Config struct {
 	// PlainDisconnectInterval replaces DisconnectInterval on links without
 	// the extensions, which may be XBT: its default hello interval is 60 s
 	// on one timer for all links, so it can be silent for over a minute.
-	// The default is XBT's own disconnect interval.
+	// Zero (the default) follows DisconnectInterval with a floor of
+	// MinPlainDisconnect, XBT's own disconnect interval; see PlainDisconnect.
 	PlainDisconnectInterval time.Duration
 	// RetryTimes is the number of SYNs, one per HelloInterval, a dropped
 	// or new link sends before it falls back to one SYN per
@@ -105,54 +106,72 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// MinPlainDisconnect is the least silence after which a link without the
+// extensions drops when PlainDisconnectInterval is zero: XBT's own
+// disconnect interval (240 s), as XBT's keep-alives can be that far apart.
+const MinPlainDisconnect = 4 * time.Minute
+
+// PlainDisconnect is the disconnect interval of links without the
+// extensions: PlainDisconnectInterval if set, else DisconnectInterval but
+// at least MinPlainDisconnect.
+func (c *Config) PlainDisconnect() time.Duration {
+	if c.PlainDisconnectInterval != 0 {
+		return c.PlainDisconnectInterval
+	}
+	return max(c.DisconnectInterval, MinPlainDisconnect)
+}
+
 // DefaultConfig returns the settings the daemon uses: the paper's typical
 // 10 s hello and 30 s update intervals.
 func DefaultConfig() Config {
 	return Config{
-		HelloInterval:           10 * time.Second,
-		UpdateInterval:          30 * time.Second,
-		DisconnectInterval:      30 * time.Second,
-		PlainDisconnectInterval: 4 * time.Minute,
-		RetryTimes:              5,
-		ReconnectInterval:       2 * time.Minute,
-		MandateInterval:         time.Hour,
-		PeerTTL:                 5 * time.Minute,
-		ExtendedPeers:           200,
-		MaxSwarms:               10000,
-		MaxPeersPerSwarm:        1000,
-		MACWindow:               2 * time.Minute,
-		Clock:                   time.Now,
-		Logger:                  slog.New(slog.DiscardHandler),
+		HelloInterval:      10 * time.Second,
+		UpdateInterval:     30 * time.Second,
+		DisconnectInterval: 30 * time.Second,
+		RetryTimes:         5,
+		ReconnectInterval:  2 * time.Minute,
+		MandateInterval:    time.Hour,
+		PeerTTL:            5 * time.Minute,
+		ExtendedPeers:      200,
+		MaxSwarms:          10000,
+		MaxPeersPerSwarm:   1000,
+		MACWindow:          2 * time.Minute,
+		Clock:              time.Now,
+		Logger:             slog.New(slog.DiscardHandler),
 	}
 }
 
-// Validate reports every setting that is out of range.
+// Validate reports every setting that is out of range. The settings the
+// daemon has flags for are named by their flags, so that a user can act on
+// the error: hello (--tsup-hello), update (--tsup-update), disconnect
+// (--tsup-disconnect) and plain-link disconnect (--tsup-plain-disconnect)
+// intervals.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("tsup: "+format, args...)) }
 	if c.HelloInterval <= 0 {
-		bad("HelloInterval %v is not positive", c.HelloInterval)
+		bad("hello interval (--tsup-hello, HelloInterval) %v is not positive", c.HelloInterval)
 	}
 	if c.UpdateInterval <= 0 {
-		bad("UpdateInterval %v is not positive", c.UpdateInterval)
+		bad("update interval (--tsup-update, UpdateInterval) %v is not positive", c.UpdateInterval)
 	}
 	if c.DisconnectInterval < 2*c.HelloInterval {
-		bad("DisconnectInterval %v is below two HelloIntervals (%v)", c.DisconnectInterval, 2*c.HelloInterval)
+		bad("disconnect interval (--tsup-disconnect, DisconnectInterval) %v is below two hello intervals (--tsup-hello): at least %v", c.DisconnectInterval, 2*c.HelloInterval)
 	}
-	if c.PlainDisconnectInterval < c.DisconnectInterval {
-		bad("PlainDisconnectInterval %v is below DisconnectInterval %v", c.PlainDisconnectInterval, c.DisconnectInterval)
+	if c.PlainDisconnectInterval < 0 || c.PlainDisconnectInterval != 0 && c.PlainDisconnectInterval < 2*c.HelloInterval {
+		bad("plain-link disconnect interval (--tsup-plain-disconnect, PlainDisconnectInterval) %v is below two hello intervals (--tsup-hello): at least %v, or 0 to follow --tsup-disconnect", c.PlainDisconnectInterval, 2*c.HelloInterval)
 	}
 	if c.RetryTimes < 1 {
 		bad("RetryTimes %d is below 1", c.RetryTimes)
 	}
 	if c.ReconnectInterval < c.HelloInterval {
-		bad("ReconnectInterval %v is below HelloInterval %v", c.ReconnectInterval, c.HelloInterval)
+		bad("hello interval (--tsup-hello) %v is above the reconnect interval (ReconnectInterval) %v", c.HelloInterval, c.ReconnectInterval)
 	}
 	if c.MandateInterval < c.DisconnectInterval+2*c.HelloInterval {
-		bad("MandateInterval %v is shorter than an election (%v)", c.MandateInterval, c.DisconnectInterval+2*c.HelloInterval)
+		bad("an election lasts up to the disconnect interval (--tsup-disconnect) plus two hello intervals (--tsup-hello), %v, longer than the election period (MandateInterval) %v", c.DisconnectInterval+2*c.HelloInterval, c.MandateInterval)
 	}
 	if c.PeerTTL <= 0 || c.PeerTTL < 3*c.UpdateInterval {
-		bad("PeerTTL %v is below three UpdateIntervals (%v)", c.PeerTTL, 3*c.UpdateInterval)
+		bad("update interval (--tsup-update) %v is above a third of the peer lifetime (PeerTTL) %v: at most %v", c.UpdateInterval, c.PeerTTL, c.PeerTTL/3)
 	}
 	if c.ExtendedPeers < 1 || c.ExtendedPeers > 10000 {
 		bad("ExtendedPeers %d is not within [1, 10000]", c.ExtendedPeers)

@@ -118,7 +118,6 @@ type Core struct {
 
 	camp         *campaign
 	nextCampaign time.Time
-	lastCampEnd  time.Time
 	epoch        uint32    // of the running or last campaign
 	electAt      time.Time // a pending anticipated election
 	electDelay   time.Duration

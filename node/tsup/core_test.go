@@ -344,6 +344,7 @@ func TestReconnect(t *testing.T) {
 	cfg.Port = b.addr.Port()
 	cfg.Links = []Link{{Addr: a.addr}}
 	b.core, _ = NewCore(cfg, net.now)
+	b.t = b.core
 	b.core.SetOwn(net.now, testIH, clientPeers(1, 2))
 	net.collect(b)
 	if _, ok := net.runUntil(2*time.Minute, time.Second, func() bool {

@@ -15,6 +15,9 @@
 // 0x80 set, BEP 15 actions are 0 to 3). ParseLinks reads the --tsup-links
 // file.
 //
+// The tests run kadtracker beside a model of XBT written from its source
+// (xbt_test.go) in the deterministic simulation.
+//
 // Wiring, in the daemon:
 //
 //	links, err := tsup.ParseLinks(f)              // --tsup-links FILE
@@ -32,8 +35,9 @@
 // Per link: a three-way handshake (SYN, SYN+ACK, then SUMMARY as the third
 // leg), unification (SUMMARY → UPDATE+S → UPDATE+S+A: the common swarms
 // and the first peers, pipelined), a HELLO keep-alive, a disconnect after
-// DisconnectInterval of silence, RetryTimes SYNs one per hello interval,
-// then one per ReconnectInterval. A swarm that appears or goes is sent at
+// DisconnectInterval of silence (on links without the extensions
+// Config.PlainDisconnect: the same but at least XBT's 240 s, unless set),
+// RetryTimes SYNs one per hello interval, then one per ReconnectInterval. A swarm that appears or goes is sent at
 // once as a one-entry SUMMARY. Every UpdateInterval each link sharing a
 // swarm gets an UPDATE (a full snapshot, dead peers flagged NEG) that it
 // acknowledges; anything unacknowledged is resent by timer. Each swarm has
@@ -72,19 +76,44 @@
 //     The winner claims its swarms with LEADER to every member after each
 //     election; members route to a leader only once it has claimed (full
 //     mesh meanwhile), two claimants settle by rank hash, and XBT, which is
-//     never elected by kadtrackers, follows any LEADER it is sent.
-//   - Elections. Campaign epochs stop XBT's echo (a late CANDIDATURE
-//     restarting a campaign); a newcomer during a campaign is counted; a
-//     campaign ends at a deadline even if a neighbour never answers; and
-//     an election also runs when a shared swarm has no leader (a new swarm,
-//     a lost leader) instead of waiting for the hourly one.
+//     never elected by kadtrackers, follows any LEADER it is sent. As XBT
+//     elects itself at the end of each of its campaigns, the claims are
+//     repeated to it whenever one of its campaigns may have ended (it
+//     acknowledged our CANDIDATURE, or we its).
+//   - Elections. XBT starts a campaign on any CANDIDATURE received outside
+//     one and sends its own on its next hello tick, which comes only after
+//     its hello interval of silence toward every link (one timer, reset by
+//     every send): any time later, or never while a neighbour's UPDATEs
+//     keep it answering. Answering that late CANDIDATURE with a campaign
+//     (or with ours, which starts another there) echoed without end. So
+//     between kadtrackers campaign epochs tell a straggler from a new
+//     campaign; toward a link without the extensions a CANDIDATURE never
+//     starts a campaign, a campaign does not wait for one (such a link is
+//     never a candidate), and the CANDIDATURE our last one made the
+//     neighbour owe is acknowledged without an answer, while one from a
+//     campaign of its own gets ours. Each of our campaigns so costs an XBT
+//     neighbour one campaign at most (TestXBTElectionSettles: at most one
+//     campaign per tracker in any ten minutes, with one or two XBTs,
+//     hello intervals of 5 to 60 s, and an XBT restart). A newcomer
+//     during a campaign is counted; a campaign ends at a deadline even if a
+//     neighbour never answers; and an election also runs when a shared
+//     swarm has no leader (a new swarm, a lost leader) instead of waiting
+//     for the hourly one.
 //   - One-hash LEADER. XBT's send buffer holds one info_hash (the copy
 //     overflows it) while its ACK clears them all; kadtracker sends as many
 //     as fit in one packet (XBT's receiver reads them all) and an ACK
 //     clears only the notice it acknowledges.
 //   - Echoing peers back. An XBT leader sends members their own peers.
-//     kadtracker never sends a peer to a link that reported it (the last
-//     four reporters of each peer are kept).
+//     kadtracker keeps the last four reporters of each peer and never sends
+//     a peer back to a link that is its only reporter (an echo would keep
+//     a departed client alive there: XBT's remote report refreshes its own
+//     peer). A peer others report too goes back to a kadtracker neighbour
+//     once it has not reported it for an update and a hello interval, and
+//     to a link without the extensions every round: an XBT forwards peers
+//     it does not refresh (when it led the swarm, before it followed our
+//     LEADER) and forgets them 1.5 announce intervals after the last report
+//     it got, an interval we cannot see; it keeps one entry per IP, so the
+//     copy costs it nothing.
 //   - A malformed SUMMARY changes XBT's link state before its length is
 //     checked; kadtracker drops malformed packets whole (XBT applies the
 //     readable part of a cut UPDATE; kadtracker never sends one: UPDATEs are
@@ -99,8 +128,14 @@
 //     resends on a link's own hello ticks.
 //   - Dead peers. XBT's fixed 50-slot list of dead peers overflows;
 //     kadtracker advertises a dead peer (NEG) for three update intervals,
-//     then forgets it. Peers are keyed by address and port, not by IP
-//     alone. Remote peers expire after PeerTTL (5 min; XBT: 45 min).
+//     then forgets it; toward links without the extensions only peers that
+//     stopped or were reported dead, not peers that merely expired: XBT
+//     applies a NEG to its own clients too, until they announce again.
+//     Peers are keyed by address and port, not by IP alone. Remote peers
+//     expire after PeerTTL (5 min; XBT: 1.5 announce intervals, 45 min by
+//     default), or twice the reporting link's observed period between
+//     UPDATEs if that is longer (at most an hour): XBT's default update
+//     interval is 300 s, PeerTTL's default too.
 //   - Border trackers add the sender to a swarm they create from its
 //     SUMMARY (XBT waits for its next UPDATE), and forget swarms left with
 //     neither peers nor members.
@@ -112,7 +147,9 @@
 //     blocks it receives are skipped.
 //   - Timers: the paper's 10 s hello and 30 s update (XBT 60 s and 300 s),
 //     30 s disconnect (240 s; links without the extensions, maybe XBT with
-//     its 60 s hello, keep XBT's 240 s), 2 min reconnect (900 s).
+//     its 60 s hello, follow DisconnectInterval but no less than XBT's
+//     240 s unless Config.PlainDisconnectInterval says otherwise), 2 min
+//     reconnect (900 s).
 //
 // # Extensions
 //

@@ -20,9 +20,22 @@ type campaign struct {
 // starting a campaign numbers it one past the last it saw, a CANDIDATURE
 // with a higher epoch starts (or joins) that campaign, and one with an
 // epoch already seen is a straggler of a finished campaign: it is answered
-// but starts nothing. Without epochs (XBT) a CANDIDATURE arriving within a
-// hello interval of our last campaign's end counts as a straggler. XBT
-// starts a campaign on any CANDIDATURE, so its campaigns echo.
+// but starts nothing.
+//
+// XBT sends no epoch, and starts a campaign on any CANDIDATURE it gets
+// outside one; its own CANDIDATURE follows on its next hello tick, which
+// comes only after its hello interval (60 s by default) of silence toward
+// every link, so any time later. Were that CANDIDATURE to start a campaign
+// here, or be answered with ours, the two would echo without end. So
+// toward a link without the extensions (which may be XBT; it is never a
+// candidate here, as it sends no rank): its CANDIDATURE never starts a
+// campaign; a campaign does not wait for it; and we answer it with ours only
+// when it is not the one our last CANDIDATURE made it owe us (link.owed),
+// that is when it comes from a campaign of its own that awaits ours. Each
+// of our campaigns so costs such a neighbour one campaign at most. As XBT
+// elects itself at the end of its campaigns (its both-leader defect), we
+// repeat our LEADER claims to it whenever one of its campaigns may have
+// ended.
 
 // mandates counts the swarm leaderships (internal and external) we hold.
 func (c *Core) mandates() int32 {
@@ -58,17 +71,21 @@ func (c *Core) startCampaign(notifier *link, epoch uint32) {
 	c.checkCampaign()
 }
 
-// involve adds l to the running campaign: it gets our CANDIDATURE and we
-// wait for its own unless it already came (XBT forgets to count a
-// newcomer, so its campaigns end early or hang).
+// involve adds l to the running campaign: it gets our CANDIDATURE and,
+// over a link with the extensions, we wait for its own unless it already
+// came (XBT forgets to count a newcomer, so its campaigns end early or
+// hang).
 func (c *Core) involve(l *link, notifier *link) {
 	l.involved = true
-	l.candIn = !l.candGot && l != notifier
-	c.sendCandidature(l)
+	l.candIn = l.ext() && !l.candGot && l != notifier
+	c.sendCandidature(l, false)
 }
 
-func (c *Core) sendCandidature(l *link) {
+// sendCandidature sends l our CANDIDATURE; reply says it answers one of
+// l's (see link.owed).
+func (c *Core) sendCandidature(l *link, reply bool) {
 	l.candOut, l.candTx, l.candAt = true, c.txid(), c.now
+	l.candReply = reply
 	m := wire.Candidature{Header: c.hdr(l, l.candTx)}
 	switch {
 	case c.cfg.FullMesh:
@@ -100,7 +117,6 @@ func (c *Core) checkCampaign() {
 func (c *Core) endCampaign() {
 	my := c.camp.mandates
 	c.camp = nil
-	c.lastCampEnd = c.now
 	for _, l := range c.links {
 		l.candOut, l.candIn = false, false
 		clear(l.reasserted)
@@ -124,6 +140,12 @@ func (c *Core) onCandidature(l *link, m wire.Candidature) error {
 			return ErrStale
 		}
 		l.candOut = false
+		if !l.ext() {
+			// Unless ours answered its campaign, ours started one there,
+			// whose CANDIDATURE it now owes us.
+			l.owed = !l.candReply && !l.candGot
+			c.reclaim(l)
+		}
 		c.checkCampaign()
 		return nil
 	}
@@ -131,10 +153,11 @@ func (c *Core) onCandidature(l *link, m wire.Candidature) error {
 	l.mandates = max(m.Mandates, 0)
 	l.hasCand = true
 	l.hasRank, l.rank = m.HasRank, m.Rank
-	straggler := !c.lastCampEnd.IsZero() && c.now.Sub(c.lastCampEnd) < c.cfg.HelloInterval
-	if m.HasRank {
-		straggler = m.Epoch <= c.epoch
+	if !l.ext() {
+		c.plainCandidature(l)
+		return nil
 	}
+	straggler := m.Epoch <= c.epoch
 	switch {
 	case c.camp != nil:
 		c.epoch = max(c.epoch, m.Epoch)
@@ -147,12 +170,39 @@ func (c *Core) onCandidature(l *link, m wire.Candidature) error {
 		// No new campaign: we elect no leaders, or this is a straggler of
 		// a finished one. Send ours so the neighbour's campaign can end.
 		if !l.candOut {
-			c.sendCandidature(l)
+			c.sendCandidature(l, true)
 		}
 	default:
 		c.startCampaign(l, m.Epoch)
 	}
 	return nil
+}
+
+// plainCandidature handles a CANDIDATURE, already acknowledged, over a link
+// without the extensions: it starts nothing here (see above).
+func (c *Core) plainCandidature(l *link) {
+	owed := l.owed
+	l.owed = false
+	if c.camp != nil && l.involved {
+		l.candGot, l.candIn = true, false
+		c.checkCampaign()
+	} else if !owed && !l.candOut {
+		c.sendCandidature(l, true) // its campaign awaits ours
+	}
+	c.reclaim(l)
+}
+
+// reclaim repeats our LEADER claims to l, which may just have elected
+// itself (XBT does at the end of its campaigns).
+func (c *Core) reclaim(l *link) {
+	if c.cfg.FullMesh {
+		return
+	}
+	for _, s := range c.list {
+		if s.member(l.idx) && s.leader[l.kind] == leaderSelf {
+			c.queueLeader(l, s.ih)
+		}
+	}
 }
 
 // rankHash orders candidates of equal load for swarm ih: rendezvous

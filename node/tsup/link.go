@@ -79,6 +79,11 @@ type link struct {
 
 	upd []outPkt // data UPDATEs awaiting ACK
 
+	// When it last sent peers, and its period of doing so (links without
+	// the extensions only; see Core.ttl).
+	dataAt  time.Time
+	dataGap time.Duration
+
 	// Election.
 	involved bool // takes part in the running campaign
 	candOut  bool // our CANDIDATURE awaits its ACK
@@ -86,10 +91,16 @@ type link struct {
 	candAt   time.Time
 	candIn   bool // we await its CANDIDATURE
 	candGot  bool // its CANDIDATURE arrived in this campaign
-	mandates int32
-	hasCand  bool // it ever sent a CANDIDATURE
-	hasRank  bool
-	rank     uint64
+	// candReply: our outstanding CANDIDATURE answers its campaign. owed:
+	// (links without the extensions) our last CANDIDATURE started a
+	// campaign there, so its next CANDIDATURE ends that campaign and
+	// awaits no answer.
+	candReply bool
+	owed      bool
+	mandates  int32
+	hasCand   bool // it ever sent a CANDIDATURE
+	hasRank   bool
+	rank      uint64
 
 	leaderQ      []Infohash // LEADER notices to send
 	leaderQueued map[Infohash]bool
@@ -131,7 +142,7 @@ func (c *Core) disconnect(l *link) time.Duration {
 	if l.ext() {
 		return c.cfg.DisconnectInterval
 	}
-	return c.cfg.PlainDisconnectInterval
+	return c.cfg.PlainDisconnect()
 }
 
 // up reports a link that counts as alive: connected or answering a SYN.
@@ -246,7 +257,7 @@ func (c *Core) linkDown(l *link, why string) {
 	l.leaderQ, l.leaderOut, l.leaderHashes = l.leaderQ[:0], nil, nil
 	clear(l.leaderQueued)
 	wasInvolved := l.involved
-	l.involved, l.candOut, l.candIn, l.candGot = false, false, false, false
+	l.involved, l.candOut, l.candIn, l.candGot, l.candReply, l.owed = false, false, false, false, false, false
 	l.state = statePending
 	if wasInvolved {
 		c.checkCampaign()
@@ -321,7 +332,7 @@ func (c *Core) retransmit(l *link) {
 	}
 	if l.candOut && old(l.candAt) {
 		c.stats.Retransmits++
-		c.sendCandidature(l)
+		c.sendCandidature(l, l.candReply)
 	}
 	if l.leaderOut != nil && old(l.leaderOut.at) {
 		c.stats.Retransmits++

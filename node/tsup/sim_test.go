@@ -31,9 +31,19 @@ type simNet struct {
 	observe func(from netip.AddrPort, d Datagram)
 }
 
+// simTracker is what the network drives: a Core, or a model of another
+// implementation (xbtModel).
+type simTracker interface {
+	Step(now time.Time, from netip.AddrPort, b []byte) error
+	Tick(now time.Time)
+	NextDeadline() time.Time
+	Ready() []Datagram
+}
+
 type simNode struct {
 	addr     netip.AddrPort
-	core     *Core
+	core     *Core      // nil for a modelled tracker
+	t        simTracker // core, or the model
 	alive    bool
 	deadline time.Time // core.NextDeadline() after the last call into it
 }
@@ -87,7 +97,12 @@ func (n *simNet) add(addr netip.AddrPort, cfg Config) *simNode {
 	if err != nil {
 		n.tb.Fatal(err)
 	}
-	nd := &simNode{addr: addr, core: c, alive: true}
+	return n.addTracker(addr, c, c)
+}
+
+// addTracker adds any tracker; core is nil unless t is a Core.
+func (n *simNet) addTracker(addr netip.AddrPort, t simTracker, core *Core) *simNode {
+	nd := &simNode{addr: addr, core: core, t: t, alive: true}
 	n.nodes = append(n.nodes, nd)
 	n.by[addr] = nd
 	n.collect(nd)
@@ -118,8 +133,8 @@ func packetKind(b []byte) string {
 
 // collect takes nd's output after any call into its core.
 func (n *simNet) collect(nd *simNode) {
-	nd.deadline = nd.core.NextDeadline()
-	for _, d := range nd.core.Ready() {
+	nd.deadline = nd.t.NextDeadline()
+	for _, d := range nd.t.Ready() {
 		if len(d.Data) > wire.MaxPacket {
 			n.tb.Fatalf("%v sent a %d-byte packet", nd.addr, len(d.Data))
 		}
@@ -160,13 +175,13 @@ func (n *simNet) run(until time.Time) {
 		for len(n.q) > 0 && !n.q[0].at.After(n.now) {
 			p := heap.Pop(&n.q).(*inflight)
 			if nd := n.by[p.to]; nd != nil && nd.alive {
-				nd.core.Step(n.now, p.from, p.data)
+				nd.t.Step(n.now, p.from, p.data)
 				n.collect(nd)
 			}
 		}
 		for _, nd := range n.nodes {
 			if nd.alive && !nd.deadline.After(n.now) {
-				nd.core.Tick(n.now)
+				nd.t.Tick(n.now)
 				n.collect(nd)
 			}
 		}

@@ -83,7 +83,8 @@ type SwarmStatus struct {
 	// Trackers sharing it.
 	Trackers int `json:"trackers"`
 	// InternalLeader and ExternalLeader are "self", a neighbour's address,
-	// or "" when the swarm has none of that kind (full mesh).
+	// or "" when the swarm has none of that kind (full mesh, or no
+	// neighbour of that kind shares it: nobody to lead).
 	InternalLeader string `json:"internal_leader,omitempty"`
 	ExternalLeader string `json:"external_leader,omitempty"`
 	// Live peers by origin.
@@ -96,12 +97,21 @@ type SwarmStatus struct {
 func (c *Core) Swarms() []SwarmStatus {
 	out := make([]SwarmStatus, 0, len(c.list))
 	for _, s := range c.list {
-		st := SwarmStatus{Infohash: s.ih, Local: s.local,
-			InternalLeader: c.leaderName(s.leader[internal]), ExternalLeader: c.leaderName(s.leader[external])}
+		st := SwarmStatus{Infohash: s.ih, Local: s.local}
+		var kinds [2]bool
 		for _, l := range c.links {
 			if s.member(l.idx) {
 				st.Trackers++
+				kinds[l.kind] = true
 			}
+		}
+		// A leadership outlives the links that dropped until the next
+		// election; with no member of its kind left it leads nobody.
+		if kinds[internal] {
+			st.InternalLeader = c.leaderName(s.leader[internal])
+		}
+		if kinds[external] {
+			st.ExternalLeader = c.leaderName(s.leader[external])
 		}
 		for _, p := range c.Peers(s.ih) {
 			switch p.Origin {

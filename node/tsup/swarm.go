@@ -62,9 +62,13 @@ type ownPeer struct {
 	seen   bool // scratch for SetOwn
 }
 
-// maxSources is how many links that reported a peer are remembered; a peer
-// is never sent back to a link that reported it (XBT echoes peers back).
+// maxSources is how many links that reported a peer are remembered (see
+// remotePeer.suppressed).
 const maxSources = 4
+
+// maxPlainTTL caps the lifetime a slow neighbour's reports give a peer
+// (see Core.ttl).
+const maxPlainTTL = time.Hour
 
 type source struct {
 	link int
@@ -77,8 +81,11 @@ type remotePeer struct {
 	mtime  time.Time // last positive report
 	dead   bool
 	deadAt time.Time
-	src    [maxSources]source
-	nsrc   int
+	// expired: dead because no report came for its lifetime, rather than
+	// reported dead.
+	expired bool
+	src     [maxSources]source
+	nsrc    int
 }
 
 func (p *remotePeer) addSource(l int, now time.Time) {
@@ -100,7 +107,31 @@ func (p *remotePeer) addSource(l int, now time.Time) {
 	p.src[oldest] = source{l, now}
 }
 
-func (p *remotePeer) hasSource(l int) bool {
+// suppressed reports whether the peer is kept from link l because l
+// reported it itself: for as long as l is the only tracker reporting it
+// (l's own peer, which an echo would keep alive at l after its client
+// left), and, when others report it too, only while l's report is younger
+// than window and l speaks the extensions. A link without them may be XBT,
+// which forwards peers it does not refresh (an XBT leading the swarm) and
+// forgets them 1.5 announce intervals after the last report it got, an
+// interval we cannot see: such a peer goes back to it every round (XBT
+// keeps one entry per IP, so the copy costs it nothing).
+func (p *remotePeer) suppressed(l *link, now time.Time, window time.Duration) bool {
+	mine, others := false, false
+	for i := range p.nsrc {
+		if p.src[i].link != l.idx {
+			others = true
+			continue
+		}
+		if l.ext() && now.Sub(p.src[i].at) < window {
+			return true
+		}
+		mine = true
+	}
+	return mine && !others
+}
+
+func (p *remotePeer) reportedBy(l int) bool {
 	for i := range p.nsrc {
 		if p.src[i].link == l {
 			return true
@@ -415,6 +446,9 @@ func (c *Core) onUpdate(l *link, m wire.Update) error {
 	if m.Flags&wire.UpdateBorder != 0 {
 		c.markBorder(l)
 	}
+	if !m.IsAck() && len(m.Blocks) > 0 {
+		c.sawData(l)
+	}
 	switch {
 	case m.IsAck():
 		for i := range l.upd {
@@ -476,8 +510,8 @@ func (c *Core) apply(l *link, blocks []wire.Block) {
 				continue
 			}
 			if p.Dead {
-				if rp := s.remote.get(a); rp != nil && !rp.dead {
-					rp.dead, rp.deadAt = true, c.now
+				if rp := s.remote.get(a); rp != nil && (!rp.dead || rp.expired) {
+					rp.dead, rp.deadAt, rp.expired = true, c.now, false
 				}
 				continue
 			}
@@ -491,13 +525,25 @@ func (c *Core) apply(l *link, blocks []wire.Block) {
 			}
 			rp.origin = originOf(l.kind)
 			rp.mtime = c.now
-			rp.dead = false
+			rp.dead, rp.expired = false, false
 			if l.ext() {
 				rp.seed = p.Seed
 			}
 			rp.addSource(l.idx, c.now)
 		}
 	}
+}
+
+// sawData measures how often l sends peers, for ttl: a neighbour without
+// the extensions may be an XBT with its own update interval. A short gap
+// (a retransmission) only halves the estimate.
+func (c *Core) sawData(l *link) {
+	if !l.ext() && !l.dataAt.IsZero() {
+		if gap := c.now.Sub(l.dataAt); gap >= time.Second {
+			l.dataGap = max(gap, l.dataGap/2)
+		}
+	}
+	l.dataAt = c.now
 }
 
 func anyLive(ps []wire.Peer) bool {
@@ -517,8 +563,12 @@ func (c *Core) linger() time.Duration { return 3 * c.cfg.UpdateInterval }
 // forwarding rules allow on l's kind of link (own peers always; internal
 // peers over internal links only by the internal leader, external peers
 // over external links only by the external leader; the other kind always),
-// never a peer l itself reported. Unless unifying, a swarm whose leader of
-// l's kind is another connected tracker goes to that leader only.
+// not a peer l itself reported (see remotePeer.suppressed), and toward a
+// link without the extensions that reported a peer no NEG when the peer
+// merely expired: XBT applies a NEG to its own clients too, and the
+// silence may be the slow neighbour's own (XBT expires remote peers
+// itself). Unless unifying, a swarm whose leader of l's kind is another
+// connected tracker goes to that leader only.
 func (c *Core) blocksFor(l *link, unifying bool) []wire.Block {
 	md := l.mode()
 	limit := wire.SendBlockPeers
@@ -545,7 +595,8 @@ func (c *Core) blocksFor(l *link, unifying bool) []wire.Block {
 		}
 		for i, a := range s.remote.keys {
 			rp := &s.remote.vals[i]
-			if (rp.origin == originOf(k) && !lead) || rp.hasSource(l.idx) {
+			if (rp.origin == originOf(k) && !lead) || rp.suppressed(l, c.now, c.echoWindow()) ||
+				(rp.expired && !l.ext() && rp.reportedBy(l.idx)) {
 				continue
 			}
 			p := wire.Peer{Addr: a, Seed: rp.seed, Dead: rp.dead}
@@ -614,7 +665,32 @@ func (c *Core) round() {
 	}
 }
 
-// gc expires peers and swarms: remote peers silent for PeerTTL turn dead,
+// echoWindow is how long a link's report of a peer keeps the peer from
+// being sent back to it when another tracker reports it too: a round, and
+// a hello interval for its retransmission.
+func (c *Core) echoWindow() time.Duration { return c.cfg.UpdateInterval + c.cfg.HelloInterval }
+
+// ttl is how long a report over link i keeps a peer alive: PeerTTL, or
+// for a neighbour that updates more slowly (XBT's default period is 300 s,
+// PeerTTL's default too) twice its period, at most maxPlainTTL.
+func (c *Core) ttl(i int) time.Duration {
+	return max(c.cfg.PeerTTL, min(2*c.links[i].dataGap, maxPlainTTL))
+}
+
+// fresh reports a remote peer some report still keeps alive.
+func (c *Core) fresh(rp *remotePeer) bool {
+	if c.now.Sub(rp.mtime) <= c.cfg.PeerTTL {
+		return true
+	}
+	for i := range rp.nsrc {
+		if c.now.Sub(rp.src[i].at) <= c.ttl(rp.src[i].link) {
+			return true
+		}
+	}
+	return false
+}
+
+// gc expires peers and swarms: remote peers no report keeps alive (see ttl) turn dead,
 // dead peers are forgotten after the linger, a swarm with no own peers
 // left goes (a border tracker keeps it while it has peers or members other
 // than border trackers, and for PeerTTL after it was last named).
@@ -633,11 +709,13 @@ func (c *Core) gc() {
 			case rp.dead && now.Sub(rp.deadAt) > c.linger():
 				s.remote.delAt(j)
 				continue
-			case !rp.dead && now.Sub(rp.mtime) > c.cfg.PeerTTL:
-				rp.dead, rp.deadAt = true, now
+			case !rp.dead && !c.fresh(rp):
+				rp.dead, rp.deadAt, rp.expired = true, now, true
 			}
-			for k := rp.nsrc - 1; k >= 0; k-- {
-				if now.Sub(rp.src[k].at) > c.cfg.PeerTTL {
+			for k := rp.nsrc - 1; k >= 0 && !rp.dead; k-- {
+				// A dead peer keeps its reporters while it lingers, for
+				// blocksFor's NEG rules.
+				if now.Sub(rp.src[k].at) > c.ttl(rp.src[k].link) {
 					rp.src[k] = rp.src[rp.nsrc-1]
 					rp.nsrc--
 				}
