@@ -127,8 +127,9 @@ func TestParseRun(t *testing.T) {
 		{"tracker front beyond loopback, allowed", home, []string{"--tracker-http", "0.0.0.0:6969", "--tracker-allow-remote"}, daemonWant(func(d *daemonCmd) {
 			d.trackerHTTP, d.trackerRemote = "0.0.0.0:6969", true
 		})},
-		{"plain tracker with TSUP", home, []string{"--dht=false", "--tsup-links", "/etc/links", "--tsup-update", "5s", "--tsup-advertise-ip", "10.0.0.1"}, daemonWant(func(d *daemonCmd) {
+		{"plain tracker with TSUP", home, []string{"--dht=false", "--tsup-links", "/etc/links", "--tsup-update", "5s", "--tsup-advertise-ip", "10.0.0.1", "--tsup-plain-disconnect", "5m"}, daemonWant(func(d *daemonCmd) {
 			d.dht, d.tsup.links, d.tsup.update, d.tsup.advertise = false, "/etc/links", 5*time.Second, "10.0.0.1"
+			d.tsup.plainDisconnect = 5 * time.Minute
 		})},
 		{"empty env var is unset", env{"HOME": "/home/u", "KADTRACKER_REPLICATION": ""}, nil, daemonWant(nil)},
 		{"repeated list flags add up", home, []string{"--listen", "/ip4/127.0.0.1/tcp/1", "--listen", "/ip4/127.0.0.1/tcp/2"}, daemonWant(func(d *daemonCmd) {

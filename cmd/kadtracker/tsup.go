@@ -18,6 +18,7 @@ import (
 type tsupFlags struct {
 	links                     string
 	hello, update, disconnect time.Duration
+	plainDisconnect           time.Duration
 	advertise                 string
 	publish                   bool
 }
@@ -28,6 +29,7 @@ func (f *tsupFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.hello, "tsup-hello", def.HelloInterval, "TSUP keep-alive interval")
 	fs.DurationVar(&f.update, "tsup-update", def.UpdateInterval, "TSUP update round interval")
 	fs.DurationVar(&f.disconnect, "tsup-disconnect", def.DisconnectInterval, "drop a TSUP link silent this long")
+	fs.DurationVar(&f.plainDisconnect, "tsup-plain-disconnect", 0, "drop a TSUP link without kadtracker's extensions (such as an XBT Unified Tracker) silent this long; 0: as --tsup-disconnect but at least 4m, XBT's own value")
 	fs.BoolVar(&f.publish, "tsup-publish", false, "publish the peers learned over TSUP into the DHT as bridged records")
 	fs.StringVar(&f.advertise, "tsup-advertise-ip", "", "`IP` other trackers' clients reach this host's clients at (default: the UDP tracker's address when it is not a wildcard)")
 }
@@ -39,6 +41,7 @@ func (f *tsupFlags) config() (*daemon.TSUPConfig, error) {
 	}
 	c := &daemon.TSUPConfig{LinksFile: f.links, Overlay: tsup.DefaultConfig(), Publish: f.publish}
 	c.Overlay.HelloInterval, c.Overlay.UpdateInterval, c.Overlay.DisconnectInterval = f.hello, f.update, f.disconnect
+	c.Overlay.PlainDisconnectInterval = f.plainDisconnect
 	if f.advertise != "" {
 		ip, err := netip.ParseAddr(f.advertise)
 		if err != nil {
