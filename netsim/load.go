@@ -478,11 +478,16 @@ type loadStats struct {
 	mu           sync.Mutex
 	hist         latencyHist
 	kinds        map[string]int64
+	maxKinds     int
 }
 
-func newLoadStats() *loadStats { return &loadStats{kinds: make(map[string]int64)} }
+func newLoadStats() *loadStats {
+	return &loadStats{kinds: make(map[string]int64), maxKinds: maxErrorKinds}
+}
 
-// maxErrorKinds bounds the distinct error texts kept.
+// maxErrorKinds bounds the distinct error texts kept: a daemon under test
+// chooses its failure reasons, and a unique one per answer must not grow
+// the report without end.
 const maxErrorKinds = 16
 
 func (s *loadStats) record(d time.Duration, err error) {
@@ -495,7 +500,7 @@ func (s *loadStats) record(d time.Duration, err error) {
 		return
 	}
 	k := errorKind(err)
-	if _, ok := s.kinds[k]; !ok && len(s.kinds) >= maxErrorKinds {
+	if _, ok := s.kinds[k]; !ok && len(s.kinds) >= s.maxKinds {
 		k = "other"
 	}
 	s.kinds[k]++
