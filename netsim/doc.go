@@ -14,5 +14,13 @@
 // or in network namespaces of their own, and ProcessRun drives them through
 // their local APIs while killing and restarting them.
 //
+// RunLoad drives one running daemon's HTTP and UDP fronts and its record
+// protocol at a set rate and reports throughput, latency and memory.
+//
+// These are the engines of `kadtracker netsim` (RunCommand,
+// ExperimentCommand, ProcessCommand, from a Command of the flags' values)
+// and `kadtracker load` (RunLoad): the command keeps only its flags and
+// its printing.
+//
 // docs/netsim.md has the results and the commands that made them.
 package netsim

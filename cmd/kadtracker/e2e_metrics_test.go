@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadtracker/kadtracker/netsim"
 	"github.com/kadtracker/kadtracker/node/tracker/wire"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -272,7 +273,7 @@ func TestLoadShort(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kadtracker load: %v\n%s", err, stderr.String())
 	}
-	var rep LoadReport
+	var rep netsim.LoadReport
 	if err := json.Unmarshal(out, &rep); err != nil {
 		t.Fatalf("load --json printed %q: %v", out, err)
 	}

@@ -1,671 +1,91 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math"
-	"math/rand/v2"
-	"net"
-	"net/http"
 	"net/netip"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/kadtracker/kadtracker/bootstrap"
-	"github.com/kadtracker/kadtracker/node"
-	"github.com/kadtracker/kadtracker/node/tracker/wire"
-	"github.com/kadtracker/kadtracker/records"
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
-	"golang.org/x/time/rate"
+	"github.com/kadtracker/kadtracker/netsim"
 )
 
-// loadCmd is `kadtracker load`: a load generator for a daemon's fronts.
+// loadCmd is `kadtracker load`: a load generator for a daemon's fronts,
+// whose engine is netsim.RunLoad.
 type loadCmd struct {
-	httpAddr, udpAddr, recordsAddr string
-	rate                           float64
-	duration                       time.Duration
-	concurrency                    int
-	swarms                         int
-	timeout                        time.Duration
-	pid                            int
-	metricsURL                     string
-	sample                         time.Duration
-	progress                       time.Duration
-	rssCSV                         string
-	json                           bool
-	seed                           uint64
+	cfg                netsim.LoadConfig
+	udpAddr, recordsMA string // parsed into cfg when run
+	json               bool
 }
 
 func setupLoad(fs *flag.FlagSet, _ func(string) string) func([]string) (runner, error) {
-	l := &loadCmd{}
-	fs.StringVar(&l.httpAddr, "http", "", "drive the HTTP tracker at `ADDR` (host:port)")
+	l := &loadCmd{cfg: netsim.DefaultLoadConfig()}
+	c := &l.cfg
+	fs.StringVar(&c.HTTPAddr, "http", "", "drive the HTTP tracker at `ADDR` (host:port)")
 	fs.StringVar(&l.udpAddr, "udp", "", "drive the UDP tracker at `ADDR` (host:port)")
-	fs.StringVar(&l.recordsAddr, "records", "", "drive the record protocol of the node at `MULTIADDR` (ending in /p2p/<peer ID>): PUTs and GETs in turn")
-	fs.Float64Var(&l.rate, "rate", 1000, "requests a second to each target; 0: as fast as the workers go")
-	fs.DurationVar(&l.duration, "duration", 10*time.Second, "how long to run")
-	fs.IntVar(&l.concurrency, "concurrency", 32, "`N` requests in flight per target at most")
-	fs.IntVar(&l.swarms, "swarms", 1000, "distinct infohashes to announce and look up")
-	fs.DurationVar(&l.timeout, "timeout", 5*time.Second, "give up on one request after this long")
-	fs.IntVar(&l.pid, "pid", 0, "sample the resident memory of process `PID` (from /proc/PID/status)")
-	fs.StringVar(&l.metricsURL, "metrics-url", "", "sample resident memory from a daemon's `URL` (http://127.0.0.1:PORT/metrics, its --metrics)")
-	fs.DurationVar(&l.sample, "sample", time.Second, "memory sampling period")
-	fs.DurationVar(&l.progress, "progress", 10*time.Second, "print progress to stderr this often; 0: never")
-	fs.StringVar(&l.rssCSV, "rss-csv", "", "write every memory sample to `FILE` as CSV")
+	fs.StringVar(&l.recordsMA, "records", "", "drive the record protocol of the node at `MULTIADDR` (ending in /p2p/<peer ID>): PUTs and GETs in turn")
+	fs.Float64Var(&c.Rate, "rate", c.Rate, "requests a second to each target; 0: as fast as the workers go")
+	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long to run")
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "`N` requests in flight per target at most")
+	fs.IntVar(&c.Swarms, "swarms", c.Swarms, "distinct infohashes to announce and look up")
+	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "give up on one request after this long")
+	fs.IntVar(&c.PID, "pid", 0, "sample the resident memory of process `PID` (from /proc/PID/status)")
+	fs.StringVar(&c.MetricsURL, "metrics-url", "", "sample resident memory from a daemon's `URL` (http://127.0.0.1:PORT/metrics, its --metrics)")
+	fs.DurationVar(&c.Sample, "sample", c.Sample, "memory sampling period")
+	fs.DurationVar(&c.Progress, "progress", c.Progress, "print progress to stderr this often; 0: never")
+	fs.StringVar(&c.RSSCSV, "rss-csv", "", "write every memory sample to `FILE` as CSV")
 	fs.BoolVar(&l.json, "json", false, "print the report as JSON")
-	fs.Uint64Var(&l.seed, "seed", 1, "random seed (infohashes and ports)")
+	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed (infohashes and ports)")
 	return func(pos []string) (runner, error) {
 		if err := wantArgs(pos); err != nil {
 			return nil, err
 		}
 		switch {
-		case l.httpAddr == "" && l.udpAddr == "" && l.recordsAddr == "":
+		case c.HTTPAddr == "" && l.udpAddr == "" && l.recordsMA == "":
 			return nil, errors.New("nothing to load: give --http, --udp or --records")
-		case l.rate < 0 || l.duration <= 0 || l.concurrency < 1 || l.swarms < 1 || l.timeout <= 0 || l.sample <= 0:
+		case c.Rate < 0 || c.Duration <= 0 || c.Concurrency < 1 || c.Swarms < 1 || c.Timeout <= 0 || c.Sample <= 0:
 			return nil, errors.New("--rate must be >= 0; --duration, --concurrency, --swarms, --timeout and --sample positive")
-		case l.pid != 0 && l.metricsURL != "":
+		case c.PID != 0 && c.MetricsURL != "":
 			return nil, errors.New("give --pid or --metrics-url, not both")
 		}
 		return l, nil
 	}
 }
 
-// loadTarget is one front under load. do makes request i of worker w.
-type loadTarget struct {
-	name  string
-	do    func(ctx context.Context, w, i int) error
-	close func()
-	stats *loadStats
-}
-
-// LoadReport is the outcome of `kadtracker load`, printed as JSON with --json.
-type LoadReport struct {
-	Duration    float64        `json:"duration_s"`
-	Rate        float64        `json:"target_rate"`
-	Concurrency int            `json:"concurrency"`
-	Swarms      int            `json:"swarms"`
-	Targets     []TargetReport `json:"targets"`
-	RSS         *RSSReport     `json:"rss,omitempty"`
-}
-
-// TargetReport is one target's throughput, errors and latency.
-type TargetReport struct {
-	Name       string             `json:"name"`
-	Requests   int64              `json:"requests"`
-	OK         int64              `json:"ok"`
-	Errors     int64              `json:"errors"`
-	ErrorKinds map[string]int64   `json:"error_kinds,omitempty"`
-	Throughput float64            `json:"ok_per_s"`
-	LatencyMS  map[string]float64 `json:"latency_ms"`
-}
-
-// RSSReport is the daemon's resident memory over the run.
-type RSSReport struct {
-	Source   string      `json:"source"`
-	StartMB  float64     `json:"start_mb"`
-	MinMB    float64     `json:"min_mb"`
-	MaxMB    float64     `json:"max_mb"`
-	EndMB    float64     `json:"end_mb"`
-	Samples  []RSSSample `json:"samples"`
-	Failures int         `json:"failed_samples"`
-}
-
-// RSSSample is one memory sample.
-type RSSSample struct {
-	T        float64 `json:"t_s"`
-	Bytes    int64   `json:"rss_bytes"`
-	Requests int64   `json:"requests"` // all targets, so far
-}
-
 func (l *loadCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
-	rng := rand.New(rand.NewPCG(l.seed, 0x6c6f6164))
-	hashes := make([][20]byte, l.swarms)
-	for i := range hashes {
-		for j := range hashes[i] {
-			hashes[i][j] = byte(rng.Uint32())
-		}
-	}
-	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var targets []*loadTarget
-	defer func() {
-		for _, t := range targets {
-			if t.close != nil {
-				t.close()
-			}
-		}
-	}()
-	if l.httpAddr != "" {
-		targets = append(targets, l.httpTarget(hashes))
-	}
+	cfg := l.cfg
 	if l.udpAddr != "" {
-		t, err := l.udpTarget(hashes)
+		to, err := netip.ParseAddrPort(l.udpAddr)
 		if err != nil {
-			return err
+			return fmt.Errorf("--udp %q: %w", l.udpAddr, err)
 		}
-		targets = append(targets, t)
+		cfg.UDPAddr = to
 	}
-	if l.recordsAddr != "" {
-		t, err := l.recordsTarget(setupCtx, hashes)
-		if err != nil {
-			return err
+	if l.recordsMA != "" {
+		infos, err := bootstrap.ParseAddrs([]string{l.recordsMA})
+		if err != nil || len(infos) != 1 {
+			return fmt.Errorf("--records %q: want one multiaddr ending in /p2p/<peer ID>: %v", l.recordsMA, err)
 		}
-		targets = append(targets, t)
+		cfg.Records = infos[0]
 	}
-	var sampler *rssSampler
-	switch {
-	case l.pid != 0:
-		sampler = &rssSampler{source: fmt.Sprintf("/proc/%d/status", l.pid), read: func(context.Context) (int64, error) { return procRSS(l.pid) }}
-	case l.metricsURL != "":
-		sampler = &rssSampler{source: l.metricsURL, read: func(ctx context.Context) (int64, error) { return metricsRSS(ctx, l.metricsURL) }}
-	}
-
-	runCtx, stop := context.WithTimeout(ctx, l.duration)
-	defer stop()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for _, t := range targets {
-		t.stats = newLoadStats()
-		var lim *rate.Limiter
-		if l.rate > 0 {
-			lim = rate.NewLimiter(rate.Limit(l.rate), l.concurrency)
-		}
-		var next atomic.Int64
-		for w := range l.concurrency {
-			wg.Go(func() {
-				for {
-					if lim != nil && lim.Wait(runCtx) != nil {
-						return
-					}
-					if runCtx.Err() != nil {
-						return
-					}
-					i := int(next.Add(1) - 1)
-					rctx, cancel := context.WithTimeout(runCtx, l.timeout)
-					t0 := time.Now()
-					err := t.do(rctx, w, i)
-					d := time.Since(t0)
-					cancel()
-					if err != nil && runCtx.Err() != nil {
-						return // cut off by the end of the run: not counted
-					}
-					t.stats.record(d, err)
-				}
-			})
-		}
-	}
-	total := func() int64 {
-		var n int64
-		for _, t := range targets {
-			n += t.stats.requests.Load()
-		}
-		return n
-	}
-	var samples []RSSSample
-	failures := 0
-	wg.Go(func() {
-		tick := time.NewTicker(l.sample)
-		defer tick.Stop()
-		var prog <-chan time.Time
-		if l.progress > 0 {
-			pt := time.NewTicker(l.progress)
-			defer pt.Stop()
-			prog = pt.C
-		}
-		last := make([]int64, len(targets))
-		lastT := start
-		takeSample := func() {
-			if sampler == nil {
-				return
-			}
-			sctx, cancel := context.WithTimeout(ctx, time.Second)
-			b, err := sampler.read(sctx)
-			cancel()
-			if err != nil {
-				failures++
-				return
-			}
-			samples = append(samples, RSSSample{T: time.Since(start).Seconds(), Bytes: b, Requests: total()})
-		}
-		takeSample()
-		for {
-			select {
-			case <-runCtx.Done():
-				takeSample()
-				return
-			case <-tick.C:
-				takeSample()
-			case now := <-prog:
-				var b strings.Builder
-				fmt.Fprintf(&b, "t=%.0fs", now.Sub(start).Seconds())
-				for i, t := range targets {
-					ok := t.stats.ok.Load()
-					fmt.Fprintf(&b, "  %s %.0f/s (%d errors)", t.name, float64(ok-last[i])/now.Sub(lastT).Seconds(), t.stats.requests.Load()-ok)
-					last[i] = ok
-				}
-				if len(samples) > 0 {
-					fmt.Fprintf(&b, "  rss %.1f MB", mb(samples[len(samples)-1].Bytes))
-				}
-				lastT = now
-				fmt.Fprintln(stderr, b.String())
-			}
-		}
-	})
-	wg.Wait()
-	elapsed := time.Since(start)
-
-	rep := LoadReport{Duration: elapsed.Seconds(), Rate: l.rate, Concurrency: l.concurrency, Swarms: l.swarms}
-	for _, t := range targets {
-		rep.Targets = append(rep.Targets, t.stats.report(t.name, elapsed))
-	}
-	if sampler != nil {
-		rep.RSS = rssReport(sampler.source, samples, failures)
-	}
-	if l.rssCSV != "" {
-		if err := writeRSSCSV(l.rssCSV, samples); err != nil {
-			return err
-		}
+	rep, err := netsim.RunLoad(ctx, cfg, stderr)
+	if err != nil {
+		return err
 	}
 	if l.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	printLoadReport(stdout, &rep)
+	printLoadReport(stdout, rep)
 	return nil
 }
 
-// httpTarget announces over HTTP: worker w is a client on port 20000+w,
-// a leecher or a seed by turns, each request for a random swarm.
-func (l *loadCmd) httpTarget(hashes [][20]byte) *loadTarget {
-	tr := &http.Transport{
-		MaxIdleConns:        l.concurrency,
-		MaxIdleConnsPerHost: l.concurrency,
-		DisableCompression:  true,
-		IdleConnTimeout:     time.Minute,
-	}
-	client := &http.Client{Transport: tr}
-	base := "http://" + l.httpAddr + "/announce?"
-	return &loadTarget{
-		name:  "http",
-		close: tr.CloseIdleConnections,
-		do: func(ctx context.Context, w, i int) error {
-			r := wire.AnnounceRequest{
-				InfoHash: hashes[pick(w, i, len(hashes))],
-				PeerID:   loadPeerID(w),
-				Port:     uint16(20000 + w),
-				Left:     int64(w%2) * 1000,
-				Compact:  true,
-				NumWant:  50,
-			}
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+string(wire.AppendAnnounceQuery(nil, &r)), nil)
-			if err != nil {
-				return err
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			if err != nil {
-				return err
-			}
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("HTTP %d", resp.StatusCode)
-			}
-			_, err = wire.ParseAnnounceResponse(b)
-			return err
-		},
-	}
-}
-
-// udpTarget announces over UDP (BEP 15): worker w has a socket of its own
-// and a connection ID it renews every 30 s or when told it expired.
-func (l *loadCmd) udpTarget(hashes [][20]byte) (*loadTarget, error) {
-	to, err := netip.ParseAddrPort(l.udpAddr)
-	if err != nil {
-		return nil, fmt.Errorf("--udp %q: %w", l.udpAddr, err)
-	}
-	type worker struct {
-		conn   *net.UDPConn
-		id     uint64
-		issued time.Time
-		buf    []byte
-		tx     uint32
-	}
-	workers := make([]*worker, l.concurrency)
-	for i := range workers {
-		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
-		if err != nil {
-			for _, w := range workers[:i] {
-				w.conn.Close()
-			}
-			return nil, fmt.Errorf("--udp: %w", err)
-		}
-		workers[i] = &worker{conn: c, buf: make([]byte, 2048), tx: uint32(i) << 24}
-	}
-	// roundTrip sends pkt and reads the answer with transaction ID tx.
-	roundTrip := func(ctx context.Context, wk *worker, pkt []byte, tx uint32) ([]byte, error) {
-		if _, err := wk.conn.Write(pkt); err != nil {
-			return nil, err
-		}
-		deadline, _ := ctx.Deadline()
-		wk.conn.SetReadDeadline(deadline)
-		for {
-			n, err := wk.conn.Read(wk.buf)
-			if err != nil {
-				return nil, err
-			}
-			if _, got, ok := wire.PeekUDPResponse(wk.buf[:n]); ok && got == tx {
-				return wk.buf[:n], nil
-			}
-			// A late answer to an earlier request: keep reading.
-		}
-	}
-	return &loadTarget{
-		name: "udp",
-		close: func() {
-			for _, w := range workers {
-				w.conn.Close()
-			}
-		},
-		do: func(ctx context.Context, w, i int) error {
-			wk := workers[w]
-			if wk.id == 0 || time.Since(wk.issued) > 30*time.Second {
-				wk.tx++
-				b, err := roundTrip(ctx, wk, wire.AppendConnectRequest(nil, wire.ConnectRequest{TransactionID: wk.tx}), wk.tx)
-				if err != nil {
-					return fmt.Errorf("connect: %w", err)
-				}
-				cr, err := wire.ParseConnectResponse(b)
-				if err != nil {
-					return fmt.Errorf("connect: %w", err)
-				}
-				wk.id, wk.issued = cr.ConnectionID, time.Now()
-			}
-			wk.tx++
-			r := wire.UDPAnnounceRequest{
-				ConnectionID: wk.id, TransactionID: wk.tx, InfoHash: hashes[pick(w, i, len(hashes))],
-				PeerID: loadPeerID(w), Left: int64(w%2) * 1000, NumWant: 50, Port: uint16(30000 + w),
-			}
-			b, err := roundTrip(ctx, wk, wire.AppendUDPAnnounceRequest(nil, &r), wk.tx)
-			if err != nil {
-				return err
-			}
-			if e, perr := wire.ParseUDPError(b); perr == nil {
-				if strings.Contains(e.Message, "connection ID") {
-					wk.id = 0
-				}
-				return &wire.FailureError{Reason: e.Message}
-			}
-			_, err = wire.ParseUDPAnnounceResponse(b, to.Addr().Is6())
-			return err
-		},
-	}, nil
-}
-
-// recordsTarget runs a DHT-client node of its own and sends the node at
-// --records PUTs (even requests) and GETs (odd ones) for random swarms.
-func (l *loadCmd) recordsTarget(ctx context.Context, hashes [][20]byte) (*loadTarget, error) {
-	infos, err := bootstrap.ParseAddrs([]string{l.recordsAddr})
-	if err != nil || len(infos) != 1 {
-		return nil, fmt.Errorf("--records %q: want one multiaddr ending in /p2p/<peer ID>: %v", l.recordsAddr, err)
-	}
-	target := infos[0]
-	keys := make([]records.Key, len(hashes))
-	for i, h := range hashes {
-		if keys[i], err = records.KeyFromInfohash(h[:]); err != nil {
-			return nil, err
-		}
-	}
-	cfg := node.DefaultConfig()
-	cfg.ListenAddrs = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}
-	cfg.DHTMode = node.ModeClient
-	cfg.BootstrapPeers = []peer.AddrInfo{target}
-	cfg.RequestTimeout = l.timeout
-	nd, err := node.New(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("load client node: %w", err)
-	}
-	if err := nd.Host().Connect(ctx, target); err != nil {
-		nd.Close()
-		return nil, fmt.Errorf("--records: %w", err)
-	}
-	return &loadTarget{
-		name:  "records",
-		close: func() { _ = nd.Close() },
-		do: func(ctx context.Context, w, i int) error {
-			k := keys[pick(w, i, len(keys))]
-			if i%2 == 0 {
-				return nd.PutTo(ctx, target.ID, k, uint16(40000+w), w%2 == 0)
-			}
-			_, err := nd.GetFrom(ctx, target.ID, k, 50)
-			return err
-		},
-	}, nil
-}
-
-// pick is request i's swarm: spread over all of them, the same for every
-// run with the same arguments.
-func pick(w, i, n int) int {
-	x := uint64(i)*0x9e3779b97f4a7c15 + uint64(w)*0xbf58476d1ce4e5b9
-	x ^= x >> 31
-	return int(x % uint64(n))
-}
-
-func loadPeerID(w int) [20]byte {
-	var id [20]byte
-	copy(id[:], fmt.Sprintf("-KL0001-%012d", w))
-	return id
-}
-
-// loadStats counts one target's requests and keeps a latency histogram.
-type loadStats struct {
-	requests, ok atomic.Int64
-	mu           sync.Mutex
-	hist         latencyHist
-	kinds        map[string]int64
-}
-
-func newLoadStats() *loadStats { return &loadStats{kinds: make(map[string]int64)} }
-
-// maxErrorKinds bounds the distinct error texts kept.
-const maxErrorKinds = 16
-
-func (s *loadStats) record(d time.Duration, err error) {
-	s.requests.Add(1)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err == nil {
-		s.ok.Add(1)
-		s.hist.add(d)
-		return
-	}
-	k := errorKind(err)
-	if _, ok := s.kinds[k]; !ok && len(s.kinds) >= maxErrorKinds {
-		k = "other"
-	}
-	s.kinds[k]++
-}
-
-// errorKind names an error without the details that make every one unique.
-func errorKind(err error) string {
-	var fe *wire.FailureError
-	var ne net.Error
-	switch {
-	case errors.As(err, &fe):
-		return "tracker failure: " + fe.Reason
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case errors.Is(err, node.ErrRemote):
-		s := err.Error()
-		if i := strings.Index(s, node.ErrRemote.Error()+": "); i >= 0 {
-			s = s[i+len(node.ErrRemote.Error())+2:]
-		}
-		if i := strings.Index(s, ":"); i >= 0 {
-			s = s[:i]
-		}
-		return "refused: " + s
-	}
-	s := err.Error()
-	if len(s) > 60 {
-		s = s[:60]
-	}
-	return s
-}
-
-func (s *loadStats) report(name string, elapsed time.Duration) TargetReport {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := TargetReport{
-		Name: name, Requests: s.requests.Load(), OK: s.ok.Load(),
-		Throughput: float64(s.ok.Load()) / elapsed.Seconds(),
-		LatencyMS:  map[string]float64{},
-	}
-	r.Errors = r.Requests - r.OK
-	if len(s.kinds) > 0 {
-		r.ErrorKinds = make(map[string]int64, len(s.kinds))
-		for k, n := range s.kinds {
-			r.ErrorKinds[k] = n
-		}
-	}
-	for _, q := range []struct {
-		name string
-		q    float64
-	}{{"p50", .5}, {"p90", .9}, {"p99", .99}, {"p999", .999}} {
-		r.LatencyMS[q.name] = ms64(s.hist.quantile(q.q))
-	}
-	r.LatencyMS["max"] = ms64(s.hist.max)
-	r.LatencyMS["mean"] = ms64(s.hist.mean())
-	return r
-}
-
-func ms64(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
-
-// latencyHist is a log-bucketed histogram (5% wide buckets from 1 µs),
-// so a long run keeps a few kilobytes, not every sample.
-type latencyHist struct {
-	counts [400]int64
-	n      int64
-	sum    time.Duration
-	max    time.Duration
-}
-
-const histBase = 1.05
-
-func (h *latencyHist) add(d time.Duration) {
-	i := 0
-	if us := float64(d) / 1e3; us > 1 {
-		i = min(int(math.Log(us)/math.Log(histBase))+1, len(h.counts)-1)
-	}
-	h.counts[i]++
-	h.n++
-	h.sum += d
-	h.max = max(h.max, d)
-}
-
-// quantile is the upper edge of the bucket holding quantile q.
-func (h *latencyHist) quantile(q float64) time.Duration {
-	if h.n == 0 {
-		return 0
-	}
-	rank := int64(math.Ceil(q * float64(h.n)))
-	var seen int64
-	for i, c := range h.counts {
-		if seen += c; seen >= rank {
-			return min(time.Duration(math.Pow(histBase, float64(i))*1e3), h.max)
-		}
-	}
-	return h.max
-}
-
-func (h *latencyHist) mean() time.Duration {
-	if h.n == 0 {
-		return 0
-	}
-	return h.sum / time.Duration(h.n)
-}
-
-// rssSampler reads a daemon's resident memory.
-type rssSampler struct {
-	source string
-	read   func(context.Context) (int64, error)
-}
-
-// procRSS reads VmRSS from /proc/pid/status.
-func procRSS(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-}
-
-// metricsRSS reads process_resident_memory_bytes from a /metrics page.
-func metricsRSS(ctx context.Context, url string) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "process_resident_memory_bytes "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			return int64(v), err
-		}
-	}
-	return 0, errors.New("no process_resident_memory_bytes in " + url)
-}
-
-func mb(b int64) float64 { return float64(b) / (1 << 20) }
-
-func rssReport(source string, samples []RSSSample, failures int) *RSSReport {
-	r := &RSSReport{Source: source, Samples: samples, Failures: failures}
-	if len(samples) == 0 {
-		return r
-	}
-	r.StartMB, r.EndMB = mb(samples[0].Bytes), mb(samples[len(samples)-1].Bytes)
-	r.MinMB, r.MaxMB = r.StartMB, r.StartMB
-	for _, s := range samples {
-		r.MinMB, r.MaxMB = min(r.MinMB, mb(s.Bytes)), max(r.MaxMB, mb(s.Bytes))
-	}
-	return r
-}
-
-func writeRSSCSV(path string, samples []RSSSample) error {
-	var b strings.Builder
-	b.WriteString("t_s,rss_bytes,requests\n")
-	for _, s := range samples {
-		fmt.Fprintf(&b, "%.3f,%d,%d\n", s.T, s.Bytes, s.Requests)
-	}
-	return os.WriteFile(path, []byte(b.String()), 0o644)
-}
-
-func printLoadReport(w io.Writer, r *LoadReport) {
+func printLoadReport(w io.Writer, r *netsim.LoadReport) {
 	rateS := "unpaced"
 	if r.Rate > 0 {
 		rateS = fmt.Sprintf("%.0f/s per target", r.Rate)
@@ -696,10 +116,10 @@ func printLoadReport(w io.Writer, r *LoadReport) {
 	step := max(1, n/12)
 	for i := 0; i < n; i += step {
 		s := r.RSS.Samples[i]
-		fmt.Fprintf(w, "  t=%5.0fs  %7.1f MB  %d requests\n", s.T, mb(s.Bytes), s.Requests)
+		fmt.Fprintf(w, "  t=%5.0fs  %7.1f MB  %d requests\n", s.T, s.MB(), s.Requests)
 	}
 	if (n-1)%step != 0 {
 		s := r.RSS.Samples[n-1]
-		fmt.Fprintf(w, "  t=%5.0fs  %7.1f MB  %d requests\n", s.T, mb(s.Bytes), s.Requests)
+		fmt.Fprintf(w, "  t=%5.0fs  %7.1f MB  %d requests\n", s.T, s.MB(), s.Requests)
 	}
 }
