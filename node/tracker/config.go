@@ -25,19 +25,36 @@ type Config struct {
 	// numwant (BEP 3 says 50); MaxNumwant caps what a client may ask for.
 	DefaultNumwant int
 	MaxNumwant     int
-	// FirstLookupWait bounds how long an announce waits for a lookup that is
-	// running when the cache has nothing for the client: the first announce
-	// of a swarm, or a leecher whose cached answer is empty. Clients that
-	// re-announce only every 5-10 minutes depend on this first answer.
+	// FirstLookupWait bounds how long an announce or scrape waits for the
+	// lookup that refreshes a cache entry that is not fresh (see FreshFor),
+	// and the first announce of a swarm for its first lookup. Clients that
+	// re-announce only every 5-10 minutes depend on this answer. A lookup
+	// costs about six RPC round trips (~120 ms on 10 ms links, 100-600 ms
+	// on the Internet), so the default leaves room for a slow one.
 	FirstLookupWait time.Duration
 	// CacheSize bounds the swarms (infohashes) the front keeps: lookup
 	// cache entries and swarms its clients announce. A new infohash beyond
 	// it evicts the least recently used entry no client announces, or is
 	// refused with a failure reason when there is none.
 	CacheSize int
-	// CacheTTL is the age after which a cached lookup is refreshed: on the
-	// next announce of the swarm (which is answered from the stale entry
-	// meanwhile), and in the background for swarms with a leeching client.
+	// FreshFor is how long a lookup's result answers as it is. An announce
+	// or scrape that finds it older (any client, seed or leecher) starts a
+	// lookup and waits for it up to FirstLookupWait, so every answer holds
+	// what the DHT held moments before: a seed hears of a leecher that
+	// announced through another daemon at its next re-announce. It costs
+	// one lookup per client announce (clients announce every Interval or
+	// so), shared by the clients of a swarm that announce within FreshFor;
+	// the default, 1 s, is several lookups' time on a LAN-like DHT and one
+	// or two on the Internet, and no swarm is looked up more than once a
+	// second whatever FreshFor says.
+	FreshFor time.Duration
+	// CacheTTL is the age after which the sweep refreshes the lookup of
+	// every swarm with local clients, seeding or leeching, in the
+	// background (at most LookupConcurrency at once). It bounds how old an
+	// answer is when the refresh an announce starts takes longer than
+	// FirstLookupWait, and keeps scrapes cheap. At 60 s and ~6 round trips
+	// per lookup, a daemon with a thousand swarms spends ~17 lookups a
+	// second; eight at once of 120-600 ms each cover 13-66 a second.
 	CacheTTL time.Duration
 	// ClientTimeout is how long a client may stay silent before it lapses
 	// (and the node withdraws the swarm when no other client announces it).
@@ -84,6 +101,7 @@ func DefaultConfig() Config {
 		MaxNumwant:        200,
 		FirstLookupWait:   1500 * time.Millisecond,
 		CacheSize:         10000,
+		FreshFor:          time.Second,
 		CacheTTL:          60 * time.Second,
 		ClientTimeout:     20 * time.Minute,
 		NodeTimeout:       30 * time.Second,
@@ -121,6 +139,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheTTL < time.Second {
 		bad("CacheTTL %v is below 1s", c.CacheTTL)
+	}
+	if c.FreshFor < minLookupSpacing || c.FreshFor > c.CacheTTL {
+		bad("FreshFor %v is not within [%v, CacheTTL %v]", c.FreshFor, minLookupSpacing, c.CacheTTL)
 	}
 	if c.ClientTimeout < 2*c.Interval {
 		bad("ClientTimeout %v is below two Intervals (%v)", c.ClientTimeout, 2*c.Interval)

@@ -18,12 +18,17 @@
 //     is logged (rate-limited) and counted in Stats.ListenerErrors, and never
 //     stops, fails or repeats the Node call. Listeners must not block.
 //   - Answers come from a bounded per-infohash lookup cache (CacheSize
-//     swarms, least recently used evicted first) refreshed after CacheTTL on
-//     demand and, for swarms with a leeching client, in the background. The
-//     first announce of an unknown swarm waits up to FirstLookupWait for its
-//     lookup, then answers with what it has and ShortInterval; so does a
-//     leecher that would otherwise get no peers. Live sources (Config.Live)
-//     are read on every answer, each of them, not through the cache.
+//     swarms, least recently used evicted first), kept fresh: an announce
+//     or scrape that finds a swarm's entry older than FreshFor (1 s),
+//     whoever sends it, seed or leecher, starts a lookup and waits for it up
+//     to FirstLookupWait, so answers hold what the DHT held moments before
+//     (a seed hears of a leecher at its next re-announce). Every swarm with
+//     local clients is also refreshed in the background after CacheTTL. A
+//     swarm is looked up at most once a second, background lookups are
+//     bounded by LookupConcurrency and all node calls by NodeConcurrency.
+//     An answer whose first lookup has not finished, or a leecher's with no
+//     peers, carries ShortInterval. Live sources (Config.Live) are read on
+//     every answer, each of them, not through the cache.
 //   - A client is never handed its own endpoint: not its address as seen
 //     with its announced port, not its "ip" parameter with that port, not
 //     any loopback address with that port when it announced over loopback,

@@ -156,6 +156,6 @@ func (h *httpFront) scrape(r *http.Request, sc *scratch) []byte {
 	if err != nil {
 		return h.fail(r, sc, err)
 	}
-	sc.files = h.t.scrape(hashes, sc.files[:0])
+	sc.files = h.t.scrape(r.Context(), hashes, sc.files[:0])
 	return wire.AppendScrapeResponse(sc.out[:0], sc.files)
 }

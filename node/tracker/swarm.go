@@ -72,15 +72,6 @@ func (s *swarm) idle() bool {
 	return len(s.clients) == 0 && !s.busy && !s.have.on && !s.told.on
 }
 
-func (s *swarm) hasLeecher() bool {
-	for i := range s.clients {
-		if !s.clients[i].seed {
-			return true
-		}
-	}
-	return false
-}
-
 // self reports whether ep is the requester itself: its endpoint as seen or
 // claimed; on loopback any loopback address with its port (a client bound
 // to 127.0.0.1 may announce from ::1 and the other way round); and any
@@ -144,12 +135,6 @@ func (s *swarm) isClient(p *Peer) bool {
 		}
 	}
 	return false
-}
-
-func (t *Tracker) usable(s *swarm, req *request) int {
-	n := 0
-	s.candidates(req, func(netip.AddrPort) bool { n++; return false })
-	return n
 }
 
 // counts are the swarm's seeds and leechers: the larger of what the storing

@@ -1,7 +1,7 @@
 package tracker
 
 // sweep lapses silent clients, retries failed node calls, refreshes the
-// swarms of leeching clients and forgets idle swarms.
+// swarms of local clients, seeding or leeching, and forgets idle swarms.
 func (t *Tracker) sweep() {
 	now := t.cfg.Clock()
 	t.mu.Lock()
@@ -18,7 +18,7 @@ func (t *Tracker) sweep() {
 			}
 		}
 		t.reconcile(s, now)
-		if s.lookupDone == nil && s.hasLeecher() && now.Sub(s.fetched) >= t.cfg.CacheTTL {
+		if s.lookupDone == nil && len(s.clients) > 0 && now.Sub(s.fetched) >= t.cfg.CacheTTL {
 			select {
 			case t.refresh <- struct{}{}:
 				if !t.lookup(s, now, func() { <-t.refresh }) {

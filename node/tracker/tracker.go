@@ -16,8 +16,9 @@ import (
 const (
 	// sweepEvery paces lapses, retries, background refreshes and cleanup.
 	sweepEvery = 5 * time.Second
-	// minLookupSpacing: a swarm is looked up at most this often.
-	minLookupSpacing = 5 * time.Second
+	// minLookupSpacing: a swarm is looked up at most this often, whatever
+	// asks (announces, scrapes, the sweep), failed lookups included.
+	minLookupSpacing = time.Second
 	// lookupSlack: a lookup asks for a few more peers than MaxNumwant, so
 	// dropping the requester's own records still leaves a full answer.
 	lookupSlack = 8
@@ -178,24 +179,33 @@ func (t *Tracker) announce(ctx context.Context, req *request, dst []netip.AddrPo
 	return t.finish(s, req, dst), nil
 }
 
-// await waits for a lookup up to FirstLookupWait.
-func (t *Tracker) await(ctx context.Context, wait <-chan struct{}) {
-	if wait == nil || t.cfg.FirstLookupWait <= 0 {
+// await waits for lookups, all of them up to FirstLookupWait in total.
+func (t *Tracker) await(ctx context.Context, waits ...<-chan struct{}) {
+	if len(waits) == 0 || t.cfg.FirstLookupWait <= 0 {
 		return
 	}
 	timer := time.NewTimer(t.cfg.FirstLookupWait)
 	defer timer.Stop()
-	select {
-	case <-wait:
-	case <-timer.C:
-	case <-ctx.Done():
-	case <-t.ctx.Done():
+	for _, wait := range waits {
+		if wait == nil {
+			continue
+		}
+		select {
+		case <-wait:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.ctx.Done():
+			return
+		}
 	}
 }
 
 // begin records the announce and starts what it calls for: a node Announce
-// or Withdraw when the publication changes, a lookup when the cache is empty
-// or stale. wait is non-nil when the answer should wait for that lookup.
+// or Withdraw when the publication changes, a lookup when the cache is not
+// fresh. wait is non-nil when the answer should wait for that lookup:
+// whenever the cache is not fresh, whoever asks (seed or leecher).
 func (t *Tracker) begin(req *request) (s *swarm, wait <-chan struct{}, err error) {
 	t.stats.announces.Add(1)
 	now := t.cfg.Clock()
@@ -237,16 +247,9 @@ func (t *Tracker) begin(req *request) (s *swarm, wait <-chan struct{}, err error
 		s.clients[i].lastSeen, s.clients[i].seed = now, req.seed
 		t.reconcile(s, now)
 	}
-	starving := !req.seed && req.numwant != 0 && t.usable(s, req) == 0
-	staleAfter := t.cfg.CacheTTL
-	if starving {
-		staleAfter = t.cfg.ShortInterval
-	}
-	if s.fetched.IsZero() || now.Sub(s.fetched) >= staleAfter {
+	if !t.fresh(s, now) {
 		t.lookup(s, now, nil)
-	}
-	if s.lookupDone != nil && (s.fetched.IsZero() || starving) {
-		wait = s.lookupDone
+		wait = s.lookupDone // nil when none could start: the cache answers
 	}
 	return s, wait, nil
 }
