@@ -34,8 +34,11 @@ type Config struct {
 	FirstLookupWait time.Duration
 	// CacheSize bounds the swarms (infohashes) the front keeps: lookup
 	// cache entries and swarms its clients announce. A new infohash beyond
-	// it evicts the least recently used entry no client announces, or is
-	// refused with a failure reason when there is none.
+	// it evicts the least recently used entry no client announces; swarms
+	// whose clients have all left do not count while their withdraw runs
+	// (the cache holds at most twice CacheSize); then an address under
+	// MinSwarmsPerAddr takes a swarm of the address holding the most; only
+	// then is it refused with a failure reason.
 	CacheSize int
 	// FreshFor is how long a lookup's result answers as it is. An announce
 	// or scrape that finds it older (any client, seed or leecher) starts a
@@ -73,6 +76,34 @@ type Config struct {
 	// ExternalIP sends BEP 24's "external ip" (the requester's address as
 	// seen) in HTTP answers: for a tracker serving clients on other hosts.
 	ExternalIP bool
+	// Per-address shares, so that one address (an IPv4 address or an IPv6
+	// /64) cannot lock the others out of a front serving many hosts (the
+	// public tracker). The defaults are far beyond what one host's clients
+	// use, so a front for one host never meets them. 0 turns one off.
+	//
+	// SwarmClientsPerAddr is the most of a swarm's 64 client slots one
+	// address may hold: eight addresses, not one, are needed to fill them.
+	SwarmClientsPerAddr int
+	// MinSwarmsPerAddr is the share of the cache every address is sure of:
+	// when the cache is full, a new swarm from an address that holds fewer
+	// swarms takes the least recently used swarm held only by the address
+	// holding the most, if that one holds more. (Idle swarms, and swarms
+	// whose clients have all left, go first, before anyone is refused.)
+	MinSwarmsPerAddr int
+	// NewSwarmsPerAddr is how many new swarms one address may add at once;
+	// they come back evenly over NewSwarmInterval. It bounds the lookups,
+	// announces and withdraws a single address makes the DHT run; a host
+	// whose client starts with more torrents is served over a few minutes
+	// (clients announce again after a failure).
+	NewSwarmsPerAddr int
+	NewSwarmInterval time.Duration
+	// HTTPConnsPerAddr is the most HTTP connections one address may hold
+	// open, of the front's 1024 (one more is closed at once, after its
+	// address's oldest idle one if it has one); HTTPIdleConnsPerAddr the
+	// most idle keep-alive ones (its oldest idle one is closed). When the
+	// front is full, a new connection closes the oldest idle one.
+	HTTPConnsPerAddr     int
+	HTTPIdleConnsPerAddr int
 	// Allow, if set, is asked about every announced infohash; an announce
 	// of one it refuses fails with a reason, and a scrape reports zeros.
 	Allow func(infohash [20]byte) bool
@@ -107,8 +138,16 @@ func DefaultConfig() Config {
 		NodeTimeout:       30 * time.Second,
 		LookupConcurrency: 8,
 		NodeConcurrency:   64,
-		Clock:             time.Now,
-		Logger:            slog.New(slog.DiscardHandler),
+
+		SwarmClientsPerAddr:  8,
+		MinSwarmsPerAddr:     100,
+		NewSwarmsPerAddr:     1000,
+		NewSwarmInterval:     time.Minute,
+		HTTPConnsPerAddr:     128,
+		HTTPIdleConnsPerAddr: 8,
+
+		Clock:  time.Now,
+		Logger: slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -154,6 +193,24 @@ func (c *Config) Validate() error {
 	}
 	if c.NodeConcurrency < c.LookupConcurrency {
 		bad("NodeConcurrency %d is below LookupConcurrency %d", c.NodeConcurrency, c.LookupConcurrency)
+	}
+	if c.SwarmClientsPerAddr < 0 || c.SwarmClientsPerAddr > maxClientsPerSwarm {
+		bad("SwarmClientsPerAddr %d is not within [0, %d]", c.SwarmClientsPerAddr, maxClientsPerSwarm)
+	}
+	if c.MinSwarmsPerAddr < 0 {
+		bad("MinSwarmsPerAddr %d is negative", c.MinSwarmsPerAddr)
+	}
+	if c.NewSwarmsPerAddr < 0 {
+		bad("NewSwarmsPerAddr %d is negative", c.NewSwarmsPerAddr)
+	}
+	if c.NewSwarmsPerAddr > 0 && c.NewSwarmInterval < time.Duration(c.NewSwarmsPerAddr) {
+		bad("NewSwarmInterval %v is too short for NewSwarmsPerAddr %d", c.NewSwarmInterval, c.NewSwarmsPerAddr)
+	}
+	if c.HTTPConnsPerAddr < 0 || c.HTTPConnsPerAddr > maxHTTPConns {
+		bad("HTTPConnsPerAddr %d is not within [0, %d]", c.HTTPConnsPerAddr, maxHTTPConns)
+	}
+	if c.HTTPIdleConnsPerAddr < 0 {
+		bad("HTTPIdleConnsPerAddr %d is negative", c.HTTPIdleConnsPerAddr)
 	}
 	for i, src := range c.Live {
 		if src == nil {

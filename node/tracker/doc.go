@@ -41,6 +41,15 @@
 //     to 20 bytes; the front maps any 20-byte info_hash to a key with
 //     records.SwarmKey (see records/key.go for the reasoning and Key.Swarm).
 //
+// Public tracker mode (clients on other hosts): per-address shares (an
+// IPv4 address or an IPv6 /64) keep one address from locking the others
+// out: of a swarm's client slots (SwarmClientsPerAddr), of the cache
+// (MinSwarmsPerAddr: an address under it takes a swarm from the address
+// holding the most), of new swarms per interval (NewSwarmsPerAddr), and of
+// the HTTP front's connections (HTTPConnsPerAddr, HTTPIdleConnsPerAddr;
+// a full front closes its longest idle keep-alive connection for a new
+// one). Refusals are counted in Stats.
+//
 // The "ip" parameter (and the UDP IP field) is honoured from no one for
 // publishing: the record's IP is what the storing node sees of this daemon,
 // which is the only address other daemons' clients can reach. It is used
@@ -54,5 +63,6 @@
 // Files: tracker.go (Tracker, New, Close, the announce path), swarm.go
 // (a swarm's clients and who may be offered to whom), publish.go (what the
 // node and listeners are told, retries), cache.go (lookups and answers),
-// sweep.go, stats.go, http.go and udp.go (the fronts), limitln.go.
+// sweep.go, stats.go, shares.go (per-address shares), http.go and udp.go
+// (the fronts), limitln.go (the HTTP front's connection limits).
 package tracker

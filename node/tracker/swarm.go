@@ -44,7 +44,10 @@ type client struct {
 // the clients of one host, and every answer scans them.
 const maxClientsPerSwarm = 64
 
-var errTooManyClients = clientError("too many clients announce this torrent through this daemon")
+var (
+	errTooManyClients = clientError("too many clients announce this torrent through this daemon")
+	errAddrClients    = clientError("too many clients from your address announce this torrent")
+)
 
 func (s *swarm) find(ep netip.AddrPort) int {
 	for i := range s.clients {

@@ -12,7 +12,7 @@ func (t *Tracker) sweep() {
 	for _, s := range t.swarms {
 		for i := len(s.clients) - 1; i >= 0; i-- {
 			if c := s.clients[i]; now.Sub(c.lastSeen) > t.cfg.ClientTimeout {
-				s.drop(i)
+				t.dropClient(s, i)
 				t.stats.lapsed.Add(1)
 				t.log.Debug("client lapsed", "infohash", s.key, "client", c.ep)
 			}
@@ -31,4 +31,5 @@ func (t *Tracker) sweep() {
 			t.remove(s)
 		}
 	}
+	t.forgetRates(now)
 }

@@ -44,6 +44,7 @@ var (
 	errShutdown   = clientError("tracker is shutting down")
 	errNotAllowed = clientError("torrent not allowed on this tracker")
 	errFull       = clientError("tracker is full: too many torrents announced at once")
+	errNewSwarms  = clientError("too many new torrents from your address: announce again later")
 )
 
 // reason is the failure text a client sees for err: parse errors and the
@@ -82,7 +83,14 @@ type Tracker struct {
 	swarms map[[20]byte]*swarm
 	lru    list.List // of *swarm, most recently announced first
 
+	held      map[netip.Prefix]int       // swarms each address has clients in
+	newSwarms map[netip.Prefix]time.Time // new-swarm rate (allowNewSwarm)
+
 	stats counters
+
+	// unprotected turns off the HTTP front's cutting of idle connections
+	// (tests only: the control of the keep-alive flood).
+	unprotected bool
 
 	warnMu   sync.Mutex
 	lastWarn time.Time // last Warn of a listener's error
@@ -107,6 +115,9 @@ func New(node Node, cfg Config) (*Tracker, error) {
 		refresh: make(chan struct{}, cfg.LookupConcurrency),
 		calls:   make(chan struct{}, cfg.NodeConcurrency),
 		swarms:  make(map[[20]byte]*swarm),
+		held:    make(map[netip.Prefix]int),
+
+		newSwarms: make(map[netip.Prefix]time.Time),
 	}
 	t.scratch.New = func() any { return new(scratch) }
 	t.wg.Go(t.loop)
@@ -222,14 +233,15 @@ func (t *Tracker) begin(req *request) (s *swarm, wait <-chan struct{}, err error
 	if req.event == wire.EventStopped {
 		if s != nil {
 			if i := s.find(req.client); i >= 0 {
-				s.drop(i)
+				t.dropClient(s, i)
 				t.reconcile(s, now)
 			}
 		}
 		return s, nil, nil
 	}
+	addr := addrOf(req.client.Addr())
 	if s == nil {
-		if s, err = t.add(req.infohash, now); err != nil {
+		if s, err = t.add(req.infohash, addr, req.client.Port() != 0, now); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -239,9 +251,14 @@ func (t *Tracker) begin(req *request) (s *swarm, wait <-chan struct{}, err error
 		i := s.find(req.client)
 		if i < 0 {
 			if len(s.clients) >= maxClientsPerSwarm {
+				t.stats.refusedClients.Add(1)
 				return nil, nil, errTooManyClients
 			}
-			s.clients = append(s.clients, client{ep: req.client})
+			if n := t.cfg.SwarmClientsPerAddr; n > 0 && s.addrClients(addr) >= n {
+				t.stats.refusedClients.Add(1)
+				return nil, nil, errAddrClients
+			}
+			t.addClient(s, client{ep: req.client})
 			i = len(s.clients) - 1
 		}
 		s.clients[i].lastSeen, s.clients[i].seed = now, req.seed
@@ -254,9 +271,14 @@ func (t *Tracker) begin(req *request) (s *swarm, wait <-chan struct{}, err error
 	return s, wait, nil
 }
 
-// add makes room for and inserts a new swarm. t.mu is held.
-func (t *Tracker) add(ih [20]byte, now time.Time) (*swarm, error) {
-	if len(t.swarms) >= t.cfg.CacheSize && !t.evictOne() {
+// add makes room for and inserts a new swarm for a request from addr;
+// holds says the request brings a client. t.mu is held.
+func (t *Tracker) add(ih [20]byte, addr netip.Prefix, holds bool, now time.Time) (*swarm, error) {
+	if !t.allowNewSwarm(addr, now) {
+		t.stats.refusedNewSwarms.Add(1)
+		return nil, errNewSwarms
+	}
+	if len(t.swarms) >= t.cfg.CacheSize && !t.makeRoom(addr, holds) {
 		t.stats.refused.Add(1)
 		return nil, errFull
 	}
@@ -266,14 +288,28 @@ func (t *Tracker) add(ih [20]byte, now time.Time) (*swarm, error) {
 	return s, nil
 }
 
-func (t *Tracker) evictOne() bool {
+// makeRoom frees a place for a new swarm in a full cache, and refuses only
+// when no rule gives one: the least recently used idle swarm is forgotten;
+// swarms with no clients left (their withdraw still to do) do not count
+// against CacheSize, so the cache may hold that many more, up to twice
+// CacheSize; and an address under its share takes a swarm of the address
+// holding the most (takeShare). t.mu is held.
+func (t *Tracker) makeRoom(addr netip.Prefix, holds bool) bool {
+	leaving := 0
 	for e := t.lru.Back(); e != nil; e = e.Prev() {
-		if s := e.Value.(*swarm); s.idle() {
+		s := e.Value.(*swarm)
+		if s.idle() {
 			t.remove(s)
 			return true
 		}
+		if len(s.clients) == 0 {
+			leaving++
+		}
 	}
-	return false
+	if len(t.swarms) >= 2*t.cfg.CacheSize {
+		return false
+	}
+	return len(t.swarms) < t.cfg.CacheSize+leaving || (holds && t.takeShare(addr))
 }
 
 func (t *Tracker) remove(s *swarm) {
