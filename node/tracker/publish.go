@@ -109,9 +109,7 @@ func (t *Tracker) apply(s *swarm, op pub, notify, call bool) {
 		}
 	}
 	t.reconcile(s, now)
-	if s.idle() && len(t.swarms) > t.cfg.CacheSize && t.swarms[s.infohash] == s {
-		t.remove(s) // it was let in over CacheSize while it left
-	}
+	t.forgetLeft(s)
 }
 
 // notify tells every listener of op. A listener's error is counted and

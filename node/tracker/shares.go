@@ -99,8 +99,9 @@ func (t *Tracker) dropClient(s *swarm, i int) {
 // holds fewer than MinSwarmsPerAddr swarms: it takes the least recently
 // used swarm whose clients are all of the address holding the most, if
 // that address holds more than MinSwarmsPerAddr. The victim's clients are
-// dropped; it stays until its withdraw is done. t.mu is held.
-func (t *Tracker) takeShare(addr netip.Prefix) bool {
+// dropped and it is retired: a client of that address announcing it again
+// is a new swarm, admitted by the same rules. t.mu is held.
+func (t *Tracker) takeShare(addr netip.Prefix, now time.Time) bool {
 	floor := t.cfg.MinSwarmsPerAddr
 	if floor <= 0 || t.held[addr] >= floor {
 		return false
@@ -125,7 +126,7 @@ func (t *Tracker) takeShare(addr netip.Prefix) bool {
 		}
 		t.stats.sharesTaken.Add(1)
 		t.log.Debug("swarm taken for an address under its share", "infohash", s.key, "from", top, "for", addr)
-		t.reconcile(s, t.cfg.Clock())
+		t.retire(s, now)
 		return true
 	}
 	return false

@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kadtracker/kadtracker/node/tracker/wire"
+	"github.com/kadtracker/kadtracker/records"
 )
 
 // The public tracker's floods, each from 127.0.0.2 while 127.0.0.1 asks
@@ -99,11 +101,14 @@ func TestFloodJunkInfohashes(t *testing.T) {
 		t.Run(map[bool]string{false: "shares", true: "control"}[unprotected], func(t *testing.T) {
 			tr, base := publicFront(t, unprotected, func(c *Config) { c.CacheSize = 1000 })
 			flood := clientFrom(t, attacker, 10*time.Second)
-			for i := range 1010 {
-				var ih [20]byte
-				ih[0], ih[1], ih[19] = byte(i>>8), byte(i), 0xee
-				announceFrom(flood, base, areq(ih, 7000, 100))
+			junk := func() {
+				for i := range 1010 {
+					var ih [20]byte
+					ih[0], ih[1], ih[19] = byte(i>>8), byte(i), 0xee
+					announceFrom(flood, base, areq(ih, 7000, 100))
+				}
 			}
+			junk()
 			resp, err := announceFrom(clientFrom(t, honest, 10*time.Second), base, areq(ihash(61), 6881, 100))
 			st := tr.Stats()
 			t.Logf("honest answer err %v; stats: swarms %d, refused %d, shares taken %d", err, st.Swarms, st.Refused, st.SharesTaken)
@@ -118,8 +123,20 @@ func TestFloodJunkInfohashes(t *testing.T) {
 			}
 			// The ten swarms past the cache: refused as the address holding
 			// the most, or by its new-swarm rate.
-			if st.SharesTaken != 1 || st.Refused+st.RefusedNewSwarms != 10 || st.Swarms > 1001 {
+			if st.SharesTaken != 1 || st.Refused+st.RefusedNewSwarms != 10 || st.Swarms != 1000 {
 				t.Fatalf("stats %+v", st)
+			}
+			// The flood goes on, every junk infohash again: the swarm taken
+			// does not come back, and 127.0.0.1 keeps its share.
+			junk()
+			good := clientFrom(t, honest, 10*time.Second)
+			for _, ih := range [][20]byte{ihash(61), ihash(66)} {
+				if _, err := announceFrom(good, base, areq(ih, 6881, 100)); err != nil {
+					t.Fatalf("honest torrent %x refused after the second flood: %v", ih[0], err)
+				}
+			}
+			if st := tr.Stats(); st.SharesTaken != 2 || st.Swarms != 1000 || st.Leaving > 2 {
+				t.Fatalf("after the second flood: %+v", st)
 			}
 		})
 	}
@@ -288,4 +305,53 @@ func TestAddrOf(t *testing.T) {
 			t.Errorf("addrOf(%s) = %v, want %s", in, got, want)
 		}
 	}
+}
+
+// slowWithdraw is a fakeNode whose Withdraw waits for release.
+type slowWithdraw struct {
+	*fakeNode
+	release chan struct{}
+}
+
+func (n *slowWithdraw) Withdraw(ctx context.Context, key records.Key) error {
+	select {
+	case <-n.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return n.fakeNode.Withdraw(ctx, key)
+}
+
+// A swarm whose clients have all left makes room at once, while its
+// withdraw still runs: it leaves the cache, the withdraw goes on.
+func TestLeftSwarmsMakeRoom(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &slowWithdraw{fakeNode: newFakeNode(), release: make(chan struct{})}
+		cfg := testConfig()
+		cfg.CacheSize = 2
+		tr, _ := New(n, cfg)
+		defer tr.Close()
+		for _, b := range []byte{1, 2} {
+			if _, err := tr.announce(t.Context(), treq(ihash(b), "127.0.0.1:7001", false), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		stop := treq(ihash(1), "127.0.0.1:7001", false)
+		stop.event = wire.EventStopped
+		tr.announce(t.Context(), stop, nil)
+		synctest.Wait() // the withdraw waits
+		if _, err := tr.announce(t.Context(), treq(ihash(3), "127.0.0.1:7001", false), nil); err != nil {
+			t.Fatalf("new swarm refused while a left one withdraws: %v", err)
+		}
+		synctest.Wait()
+		if st := tr.Stats(); st.Swarms != 2 || st.Leaving != 1 || st.Published != 3 {
+			t.Fatalf("stats %+v", st)
+		}
+		close(n.release)
+		synctest.Wait()
+		if st := tr.Stats(); st.Leaving != 0 || st.Published != 2 || len(n.ops("withdraw")) != 1 {
+			t.Fatalf("after the withdraw: %+v", st)
+		}
+	})
 }

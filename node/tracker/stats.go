@@ -21,6 +21,7 @@ type Stats struct {
 	Swarms    int // infohashes kept (cache entries and announced swarms)
 	Clients   int // local clients announcing, all swarms
 	Published int // swarms the node publishes for them
+	Leaving   int // swarms out of the cache whose withdraw is still to do
 
 	Announces     uint64 // announces handled, HTTP and UDP
 	Scrapes       uint64
@@ -56,9 +57,14 @@ type Stats struct {
 // Stats returns a snapshot.
 func (t *Tracker) Stats() Stats {
 	t.mu.Lock()
-	st := Stats{Swarms: len(t.swarms)}
+	st := Stats{Swarms: len(t.swarms), Leaving: len(t.leaving)}
 	for _, s := range t.swarms {
 		st.Clients += len(s.clients)
+		if s.have.on {
+			st.Published++
+		}
+	}
+	for _, s := range t.leaving {
 		if s.have.on {
 			st.Published++
 		}

@@ -31,5 +31,9 @@ func (t *Tracker) sweep() {
 			t.remove(s)
 		}
 	}
+	for _, s := range t.leaving {
+		t.reconcile(s, now)
+		t.forgetLeft(s)
+	}
 	t.forgetRates(now)
 }

@@ -83,6 +83,7 @@ type Tracker struct {
 	swarms map[[20]byte]*swarm
 	lru    list.List // of *swarm, most recently announced first
 
+	leaving   map[[20]byte]*swarm        // out of the cache, withdraw to do
 	held      map[netip.Prefix]int       // swarms each address has clients in
 	newSwarms map[netip.Prefix]time.Time // new-swarm rate (allowNewSwarm)
 
@@ -116,6 +117,7 @@ func New(node Node, cfg Config) (*Tracker, error) {
 		calls:   make(chan struct{}, cfg.NodeConcurrency),
 		swarms:  make(map[[20]byte]*swarm),
 		held:    make(map[netip.Prefix]int),
+		leaving: make(map[[20]byte]*swarm),
 
 		newSwarms: make(map[netip.Prefix]time.Time),
 	}
@@ -272,44 +274,63 @@ func (t *Tracker) begin(req *request) (s *swarm, wait <-chan struct{}, err error
 }
 
 // add makes room for and inserts a new swarm for a request from addr;
-// holds says the request brings a client. t.mu is held.
+// holds says the request brings a client. A swarm of the infohash that is
+// leaving comes back with its publication state. t.mu is held.
 func (t *Tracker) add(ih [20]byte, addr netip.Prefix, holds bool, now time.Time) (*swarm, error) {
 	if !t.allowNewSwarm(addr, now) {
 		t.stats.refusedNewSwarms.Add(1)
 		return nil, errNewSwarms
 	}
-	if len(t.swarms) >= t.cfg.CacheSize && !t.makeRoom(addr, holds) {
+	if len(t.swarms) >= t.cfg.CacheSize && !t.makeRoom(addr, holds, now) {
 		t.stats.refused.Add(1)
 		return nil, errFull
 	}
-	s := &swarm{infohash: ih, key: records.SwarmKey(ih), lastUsed: now}
+	s := t.leaving[ih]
+	if s != nil {
+		delete(t.leaving, ih)
+		s.lastUsed = now
+	} else {
+		s = &swarm{infohash: ih, key: records.SwarmKey(ih), lastUsed: now}
+	}
 	s.elem = t.lru.PushFront(s)
 	t.swarms[ih] = s
 	return s, nil
 }
 
 // makeRoom frees a place for a new swarm in a full cache, and refuses only
-// when no rule gives one: the least recently used idle swarm is forgotten;
-// swarms with no clients left (their withdraw still to do) do not count
-// against CacheSize, so the cache may hold that many more, up to twice
-// CacheSize; and an address under its share takes a swarm of the address
-// holding the most (takeShare). t.mu is held.
-func (t *Tracker) makeRoom(addr netip.Prefix, holds bool) bool {
-	leaving := 0
+// when no rule gives one, in this order: the least recently used idle
+// swarm is forgotten; a swarm whose clients have all left is retired (it
+// leaves the cache and withdraws); an address under its share takes a
+// swarm of the address holding the most (takeShare). t.mu is held.
+func (t *Tracker) makeRoom(addr netip.Prefix, holds bool, now time.Time) bool {
 	for e := t.lru.Back(); e != nil; e = e.Prev() {
 		s := e.Value.(*swarm)
 		if s.idle() {
 			t.remove(s)
 			return true
 		}
-		if len(s.clients) == 0 {
-			leaving++
+		if len(s.clients) == 0 && len(t.leaving) < t.cfg.CacheSize {
+			t.retire(s, now)
+			return true
 		}
 	}
-	if len(t.swarms) >= 2*t.cfg.CacheSize {
-		return false
+	return holds && len(t.leaving) < t.cfg.CacheSize && t.takeShare(addr, now)
+}
+
+// retire moves s, which has no clients, out of the cache into leaving,
+// where it stays until its withdraw is done. t.mu is held.
+func (t *Tracker) retire(s *swarm, now time.Time) {
+	t.remove(s)
+	t.leaving[s.infohash] = s
+	t.reconcile(s, now)
+	t.forgetLeft(s)
+}
+
+// forgetLeft drops s from leaving once it is idle. t.mu is held.
+func (t *Tracker) forgetLeft(s *swarm) {
+	if s.idle() && t.leaving[s.infohash] == s {
+		delete(t.leaving, s.infohash)
 	}
-	return len(t.swarms) < t.cfg.CacheSize+leaving || (holds && t.takeShare(addr))
 }
 
 func (t *Tracker) remove(s *swarm) {
