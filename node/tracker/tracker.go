@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -194,7 +195,7 @@ func (t *Tracker) announce(ctx context.Context, req *request, dst []netip.AddrPo
 
 // await waits for lookups, all of them up to FirstLookupWait in total.
 func (t *Tracker) await(ctx context.Context, waits ...<-chan struct{}) {
-	if len(waits) == 0 || t.cfg.FirstLookupWait <= 0 {
+	if !slices.ContainsFunc(waits, func(w <-chan struct{}) bool { return w != nil }) || t.cfg.FirstLookupWait <= 0 {
 		return
 	}
 	timer := time.NewTimer(t.cfg.FirstLookupWait)
