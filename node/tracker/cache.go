@@ -10,6 +10,12 @@ import (
 	"github.com/kadtracker/kadtracker/records"
 )
 
+// fresh reports whether the cached lookup of s may answer as it is: it
+// ended less than FreshFor ago.
+func (t *Tracker) fresh(s *swarm, now time.Time) bool {
+	return !s.fetched.IsZero() && now.Sub(s.fetched) < t.cfg.FreshFor
+}
+
 // lookup starts a lookup of s unless one runs or ran moments ago. release,
 // when non-nil, runs when it ends. t.mu is held.
 func (t *Tracker) lookup(s *swarm, now time.Time, release func()) bool {
@@ -128,10 +134,36 @@ func (t *Tracker) Clients() map[records.Key][]netip.AddrPort {
 	return out
 }
 
-// scrape appends the counts of each infohash, from the cache only (zeros
-// for an infohash the daemon does not track).
-func (t *Tracker) scrape(hashes [][20]byte, dst []wire.ScrapeFile) []wire.ScrapeFile {
+// scrape appends the counts of each infohash (zeros for one the daemon
+// does not track). Like an announce, it refreshes the swarms whose cache is
+// not fresh and waits up to FirstLookupWait for those lookups.
+func (t *Tracker) scrape(ctx context.Context, hashes [][20]byte, dst []wire.ScrapeFile) []wire.ScrapeFile {
+	t.await(ctx, t.beginScrape(hashes)...)
+	return t.finishScrape(hashes, dst)
+}
+
+// beginScrape counts a scrape and starts the lookups it calls for; it
+// returns those to wait for.
+func (t *Tracker) beginScrape(hashes [][20]byte) (wait []<-chan struct{}) {
 	t.stats.scrapes.Add(1)
+	now := t.cfg.Clock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, h := range hashes {
+		s := t.swarms[h]
+		if s == nil || (t.cfg.Allow != nil && !t.cfg.Allow(h)) || t.fresh(s, now) {
+			continue
+		}
+		t.lookup(s, now, nil)
+		if s.lookupDone != nil {
+			wait = append(wait, s.lookupDone)
+		}
+	}
+	return wait
+}
+
+// finishScrape appends the counts of each infohash from the cache.
+func (t *Tracker) finishScrape(hashes [][20]byte, dst []wire.ScrapeFile) []wire.ScrapeFile {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, h := range hashes {

@@ -25,19 +25,39 @@ type Config struct {
 	// numwant (BEP 3 says 50); MaxNumwant caps what a client may ask for.
 	DefaultNumwant int
 	MaxNumwant     int
-	// FirstLookupWait bounds how long an announce waits for a lookup that is
-	// running when the cache has nothing for the client: the first announce
-	// of a swarm, or a leecher whose cached answer is empty. Clients that
-	// re-announce only every 5-10 minutes depend on this first answer.
+	// FirstLookupWait bounds how long an announce or scrape waits for the
+	// lookup that refreshes a cache entry that is not fresh (see FreshFor),
+	// and the first announce of a swarm for its first lookup. Clients that
+	// re-announce only every 5-10 minutes depend on this answer. A lookup
+	// costs about six RPC round trips (~120 ms on 10 ms links, 100-600 ms
+	// on the Internet), so the default leaves room for a slow one.
 	FirstLookupWait time.Duration
 	// CacheSize bounds the swarms (infohashes) the front keeps: lookup
 	// cache entries and swarms its clients announce. A new infohash beyond
-	// it evicts the least recently used entry no client announces, or is
-	// refused with a failure reason when there is none.
+	// it evicts the least recently used entry no client announces; swarms
+	// whose clients have all left do not count while their withdraw runs
+	// (the cache holds at most twice CacheSize); then an address under
+	// MinSwarmsPerAddr takes a swarm of the address holding the most; only
+	// then is it refused with a failure reason.
 	CacheSize int
-	// CacheTTL is the age after which a cached lookup is refreshed: on the
-	// next announce of the swarm (which is answered from the stale entry
-	// meanwhile), and in the background for swarms with a leeching client.
+	// FreshFor is how long a lookup's result answers as it is. An announce
+	// or scrape that finds it older (any client, seed or leecher) starts a
+	// lookup and waits for it up to FirstLookupWait, so every answer holds
+	// what the DHT held moments before: a seed hears of a leecher that
+	// announced through another daemon at its next re-announce. It costs
+	// one lookup per client announce (clients announce every Interval or
+	// so), shared by the clients of a swarm that announce within FreshFor;
+	// the default, 1 s, is several lookups' time on a LAN-like DHT and one
+	// or two on the Internet, and no swarm is looked up more than once a
+	// second whatever FreshFor says.
+	FreshFor time.Duration
+	// CacheTTL is the age after which the sweep refreshes the lookup of
+	// every swarm with local clients, seeding or leeching, in the
+	// background (at most LookupConcurrency at once). It bounds how old an
+	// answer is when the refresh an announce starts takes longer than
+	// FirstLookupWait, and keeps scrapes cheap. At 60 s and ~6 round trips
+	// per lookup, a daemon with a thousand swarms spends ~17 lookups a
+	// second; eight at once of 120-600 ms each cover 13-66 a second.
 	CacheTTL time.Duration
 	// ClientTimeout is how long a client may stay silent before it lapses
 	// (and the node withdraws the swarm when no other client announces it).
@@ -56,6 +76,34 @@ type Config struct {
 	// ExternalIP sends BEP 24's "external ip" (the requester's address as
 	// seen) in HTTP answers: for a tracker serving clients on other hosts.
 	ExternalIP bool
+	// Per-address shares, so that one address (an IPv4 address or an IPv6
+	// /64) cannot lock the others out of a front serving many hosts (the
+	// public tracker). The defaults are far beyond what one host's clients
+	// use, so a front for one host never meets them. 0 turns one off.
+	//
+	// SwarmClientsPerAddr is the most of a swarm's 64 client slots one
+	// address may hold: eight addresses, not one, are needed to fill them.
+	SwarmClientsPerAddr int
+	// MinSwarmsPerAddr is the share of the cache every address is sure of:
+	// when the cache is full, a new swarm from an address that holds fewer
+	// swarms takes the least recently used swarm held only by the address
+	// holding the most, if that one holds more. (Idle swarms, and swarms
+	// whose clients have all left, go first, before anyone is refused.)
+	MinSwarmsPerAddr int
+	// NewSwarmsPerAddr is how many new swarms one address may add at once;
+	// they come back evenly over NewSwarmInterval. It bounds the lookups,
+	// announces and withdraws a single address makes the DHT run; a host
+	// whose client starts with more torrents is served over a few minutes
+	// (clients announce again after a failure).
+	NewSwarmsPerAddr int
+	NewSwarmInterval time.Duration
+	// HTTPConnsPerAddr is the most HTTP connections one address may hold
+	// open, of the front's 1024 (one more is closed at once, after its
+	// address's oldest idle one if it has one); HTTPIdleConnsPerAddr the
+	// most idle keep-alive ones (its oldest idle one is closed). When the
+	// front is full, a new connection closes the oldest idle one.
+	HTTPConnsPerAddr     int
+	HTTPIdleConnsPerAddr int
 	// Allow, if set, is asked about every announced infohash; an announce
 	// of one it refuses fails with a reason, and a scrape reports zeros.
 	Allow func(infohash [20]byte) bool
@@ -84,13 +132,22 @@ func DefaultConfig() Config {
 		MaxNumwant:        200,
 		FirstLookupWait:   1500 * time.Millisecond,
 		CacheSize:         10000,
+		FreshFor:          time.Second,
 		CacheTTL:          60 * time.Second,
 		ClientTimeout:     20 * time.Minute,
 		NodeTimeout:       30 * time.Second,
 		LookupConcurrency: 8,
 		NodeConcurrency:   64,
-		Clock:             time.Now,
-		Logger:            slog.New(slog.DiscardHandler),
+
+		SwarmClientsPerAddr:  8,
+		MinSwarmsPerAddr:     100,
+		NewSwarmsPerAddr:     1000,
+		NewSwarmInterval:     time.Minute,
+		HTTPConnsPerAddr:     128,
+		HTTPIdleConnsPerAddr: 8,
+
+		Clock:  time.Now,
+		Logger: slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -122,6 +179,9 @@ func (c *Config) Validate() error {
 	if c.CacheTTL < time.Second {
 		bad("CacheTTL %v is below 1s", c.CacheTTL)
 	}
+	if c.FreshFor < minLookupSpacing || c.FreshFor > c.CacheTTL {
+		bad("FreshFor %v is not within [%v, CacheTTL %v]", c.FreshFor, minLookupSpacing, c.CacheTTL)
+	}
 	if c.ClientTimeout < 2*c.Interval {
 		bad("ClientTimeout %v is below two Intervals (%v)", c.ClientTimeout, 2*c.Interval)
 	}
@@ -133,6 +193,24 @@ func (c *Config) Validate() error {
 	}
 	if c.NodeConcurrency < c.LookupConcurrency {
 		bad("NodeConcurrency %d is below LookupConcurrency %d", c.NodeConcurrency, c.LookupConcurrency)
+	}
+	if c.SwarmClientsPerAddr < 0 || c.SwarmClientsPerAddr > maxClientsPerSwarm {
+		bad("SwarmClientsPerAddr %d is not within [0, %d]", c.SwarmClientsPerAddr, maxClientsPerSwarm)
+	}
+	if c.MinSwarmsPerAddr < 0 {
+		bad("MinSwarmsPerAddr %d is negative", c.MinSwarmsPerAddr)
+	}
+	if c.NewSwarmsPerAddr < 0 {
+		bad("NewSwarmsPerAddr %d is negative", c.NewSwarmsPerAddr)
+	}
+	if c.NewSwarmsPerAddr > 0 && c.NewSwarmInterval < time.Duration(c.NewSwarmsPerAddr) {
+		bad("NewSwarmInterval %v is too short for NewSwarmsPerAddr %d", c.NewSwarmInterval, c.NewSwarmsPerAddr)
+	}
+	if c.HTTPConnsPerAddr < 0 || c.HTTPConnsPerAddr > maxHTTPConns {
+		bad("HTTPConnsPerAddr %d is not within [0, %d]", c.HTTPConnsPerAddr, maxHTTPConns)
+	}
+	if c.HTTPIdleConnsPerAddr < 0 {
+		bad("HTTPIdleConnsPerAddr %d is negative", c.HTTPIdleConnsPerAddr)
 	}
 	for i, src := range c.Live {
 		if src == nil {

@@ -18,12 +18,17 @@
 //     is logged (rate-limited) and counted in Stats.ListenerErrors, and never
 //     stops, fails or repeats the Node call. Listeners must not block.
 //   - Answers come from a bounded per-infohash lookup cache (CacheSize
-//     swarms, least recently used evicted first) refreshed after CacheTTL on
-//     demand and, for swarms with a leeching client, in the background. The
-//     first announce of an unknown swarm waits up to FirstLookupWait for its
-//     lookup, then answers with what it has and ShortInterval; so does a
-//     leecher that would otherwise get no peers. Live sources (Config.Live)
-//     are read on every answer, each of them, not through the cache.
+//     swarms, least recently used evicted first), kept fresh: an announce
+//     or scrape that finds a swarm's entry older than FreshFor (1 s),
+//     whoever sends it, seed or leecher, starts a lookup and waits for it up
+//     to FirstLookupWait, so answers hold what the DHT held moments before
+//     (a seed hears of a leecher at its next re-announce). Every swarm with
+//     local clients is also refreshed in the background after CacheTTL. A
+//     swarm is looked up at most once a second, background lookups are
+//     bounded by LookupConcurrency and all node calls by NodeConcurrency.
+//     An answer whose first lookup has not finished, or a leecher's with no
+//     peers, carries ShortInterval. Live sources (Config.Live) are read on
+//     every answer, each of them, not through the cache.
 //   - A client is never handed its own endpoint: not its address as seen
 //     with its announced port, not its "ip" parameter with that port, not
 //     any loopback address with that port when it announced over loopback,
@@ -35,6 +40,15 @@
 //   - v2 torrents: BEP 52 clients announce the SHA2-256 infohash truncated
 //     to 20 bytes; the front maps any 20-byte info_hash to a key with
 //     records.SwarmKey (see records/key.go for the reasoning and Key.Swarm).
+//
+// Public tracker mode (clients on other hosts): per-address shares (an
+// IPv4 address or an IPv6 /64) keep one address from locking the others
+// out: of a swarm's client slots (SwarmClientsPerAddr), of the cache
+// (MinSwarmsPerAddr: an address under it takes a swarm from the address
+// holding the most), of new swarms per interval (NewSwarmsPerAddr), and of
+// the HTTP front's connections (HTTPConnsPerAddr, HTTPIdleConnsPerAddr;
+// a full front closes its longest idle keep-alive connection for a new
+// one). Refusals are counted in Stats.
 //
 // The "ip" parameter (and the UDP IP field) is honoured from no one for
 // publishing: the record's IP is what the storing node sees of this daemon,
@@ -49,5 +63,6 @@
 // Files: tracker.go (Tracker, New, Close, the announce path), swarm.go
 // (a swarm's clients and who may be offered to whom), publish.go (what the
 // node and listeners are told, retries), cache.go (lookups and answers),
-// sweep.go, stats.go, http.go and udp.go (the fronts), limitln.go.
+// sweep.go, stats.go, shares.go (per-address shares), http.go and udp.go
+// (the fronts), limitln.go (the HTTP front's connection limits).
 package tracker

@@ -34,6 +34,8 @@ var textPlain = []string{"text/plain"}
 // Serve closes ln. It returns nil when ctx ends, ErrClosed when the Tracker
 // is closed, or the error that stopped it.
 func (t *Tracker) Serve(ctx context.Context, ln net.Listener) error {
+	lim := newConnLimiter(ln, maxHTTPConns, t.cfg.HTTPConnsPerAddr, t.cfg.HTTPIdleConnsPerAddr, &t.stats)
+	lim.noCut = t.unprotected
 	srv := &http.Server{
 		Handler:           &httpFront{t: t},
 		ReadHeaderTimeout: httpReadHeaderTimeout,
@@ -43,9 +45,10 @@ func (t *Tracker) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    httpMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(t.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ConnState:         lim.connState,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(newLimitListener(ln, maxHTTPConns)) }() // waited for below
+	go func() { errc <- srv.Serve(lim) }() // waited for below
 	select {
 	case err := <-errc:
 		return err
@@ -156,6 +159,6 @@ func (h *httpFront) scrape(r *http.Request, sc *scratch) []byte {
 	if err != nil {
 		return h.fail(r, sc, err)
 	}
-	sc.files = h.t.scrape(hashes, sc.files[:0])
+	sc.files = h.t.scrape(r.Context(), hashes, sc.files[:0])
 	return wire.AppendScrapeResponse(sc.out[:0], sc.files)
 }

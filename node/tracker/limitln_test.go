@@ -12,7 +12,7 @@ func TestLimitListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := newLimitListener(inner, 2)
+	ln := newConnLimiter(inner, 2, 0, 0, new(counters))
 	accepted := make(chan net.Conn, 4)
 	go func() {
 		for {

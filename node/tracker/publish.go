@@ -109,6 +109,7 @@ func (t *Tracker) apply(s *swarm, op pub, notify, call bool) {
 		}
 	}
 	t.reconcile(s, now)
+	t.forgetLeft(s)
 }
 
 // notify tells every listener of op. A listener's error is counted and

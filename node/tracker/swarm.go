@@ -44,7 +44,10 @@ type client struct {
 // the clients of one host, and every answer scans them.
 const maxClientsPerSwarm = 64
 
-var errTooManyClients = clientError("too many clients announce this torrent through this daemon")
+var (
+	errTooManyClients = clientError("too many clients announce this torrent through this daemon")
+	errAddrClients    = clientError("too many clients from your address announce this torrent")
+)
 
 func (s *swarm) find(ep netip.AddrPort) int {
 	for i := range s.clients {
@@ -70,15 +73,6 @@ type pub struct {
 
 func (s *swarm) idle() bool {
 	return len(s.clients) == 0 && !s.busy && !s.have.on && !s.told.on
-}
-
-func (s *swarm) hasLeecher() bool {
-	for i := range s.clients {
-		if !s.clients[i].seed {
-			return true
-		}
-	}
-	return false
 }
 
 // self reports whether ep is the requester itself: its endpoint as seen or
@@ -144,12 +138,6 @@ func (s *swarm) isClient(p *Peer) bool {
 		}
 	}
 	return false
-}
-
-func (t *Tracker) usable(s *swarm, req *request) int {
-	n := 0
-	s.candidates(req, func(netip.AddrPort) bool { n++; return false })
-	return n
 }
 
 // counts are the swarm's seeds and leechers: the larger of what the storing

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,8 +17,9 @@ import (
 const (
 	// sweepEvery paces lapses, retries, background refreshes and cleanup.
 	sweepEvery = 5 * time.Second
-	// minLookupSpacing: a swarm is looked up at most this often.
-	minLookupSpacing = 5 * time.Second
+	// minLookupSpacing: a swarm is looked up at most this often, whatever
+	// asks (announces, scrapes, the sweep), failed lookups included.
+	minLookupSpacing = time.Second
 	// lookupSlack: a lookup asks for a few more peers than MaxNumwant, so
 	// dropping the requester's own records still leaves a full answer.
 	lookupSlack = 8
@@ -43,6 +45,7 @@ var (
 	errShutdown   = clientError("tracker is shutting down")
 	errNotAllowed = clientError("torrent not allowed on this tracker")
 	errFull       = clientError("tracker is full: too many torrents announced at once")
+	errNewSwarms  = clientError("too many new torrents from your address: announce again later")
 )
 
 // reason is the failure text a client sees for err: parse errors and the
@@ -81,7 +84,15 @@ type Tracker struct {
 	swarms map[[20]byte]*swarm
 	lru    list.List // of *swarm, most recently announced first
 
+	leaving   map[[20]byte]*swarm        // out of the cache, withdraw to do
+	held      map[netip.Prefix]int       // swarms each address has clients in
+	newSwarms map[netip.Prefix]time.Time // new-swarm rate (allowNewSwarm)
+
 	stats counters
+
+	// unprotected turns off the HTTP front's cutting of idle connections
+	// (tests only: the control of the keep-alive flood).
+	unprotected bool
 
 	warnMu   sync.Mutex
 	lastWarn time.Time // last Warn of a listener's error
@@ -106,6 +117,10 @@ func New(node Node, cfg Config) (*Tracker, error) {
 		refresh: make(chan struct{}, cfg.LookupConcurrency),
 		calls:   make(chan struct{}, cfg.NodeConcurrency),
 		swarms:  make(map[[20]byte]*swarm),
+		held:    make(map[netip.Prefix]int),
+		leaving: make(map[[20]byte]*swarm),
+
+		newSwarms: make(map[netip.Prefix]time.Time),
 	}
 	t.scratch.New = func() any { return new(scratch) }
 	t.wg.Go(t.loop)
@@ -178,24 +193,33 @@ func (t *Tracker) announce(ctx context.Context, req *request, dst []netip.AddrPo
 	return t.finish(s, req, dst), nil
 }
 
-// await waits for a lookup up to FirstLookupWait.
-func (t *Tracker) await(ctx context.Context, wait <-chan struct{}) {
-	if wait == nil || t.cfg.FirstLookupWait <= 0 {
+// await waits for lookups, all of them up to FirstLookupWait in total.
+func (t *Tracker) await(ctx context.Context, waits ...<-chan struct{}) {
+	if !slices.ContainsFunc(waits, func(w <-chan struct{}) bool { return w != nil }) || t.cfg.FirstLookupWait <= 0 {
 		return
 	}
 	timer := time.NewTimer(t.cfg.FirstLookupWait)
 	defer timer.Stop()
-	select {
-	case <-wait:
-	case <-timer.C:
-	case <-ctx.Done():
-	case <-t.ctx.Done():
+	for _, wait := range waits {
+		if wait == nil {
+			continue
+		}
+		select {
+		case <-wait:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.ctx.Done():
+			return
+		}
 	}
 }
 
 // begin records the announce and starts what it calls for: a node Announce
-// or Withdraw when the publication changes, a lookup when the cache is empty
-// or stale. wait is non-nil when the answer should wait for that lookup.
+// or Withdraw when the publication changes, a lookup when the cache is not
+// fresh. wait is non-nil when the answer should wait for that lookup:
+// whenever the cache is not fresh, whoever asks (seed or leecher).
 func (t *Tracker) begin(req *request) (s *swarm, wait <-chan struct{}, err error) {
 	t.stats.announces.Add(1)
 	now := t.cfg.Clock()
@@ -212,14 +236,15 @@ func (t *Tracker) begin(req *request) (s *swarm, wait <-chan struct{}, err error
 	if req.event == wire.EventStopped {
 		if s != nil {
 			if i := s.find(req.client); i >= 0 {
-				s.drop(i)
+				t.dropClient(s, i)
 				t.reconcile(s, now)
 			}
 		}
 		return s, nil, nil
 	}
+	addr := addrOf(req.client.Addr())
 	if s == nil {
-		if s, err = t.add(req.infohash, now); err != nil {
+		if s, err = t.add(req.infohash, addr, req.client.Port() != 0, now); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -229,48 +254,84 @@ func (t *Tracker) begin(req *request) (s *swarm, wait <-chan struct{}, err error
 		i := s.find(req.client)
 		if i < 0 {
 			if len(s.clients) >= maxClientsPerSwarm {
+				t.stats.refusedClients.Add(1)
 				return nil, nil, errTooManyClients
 			}
-			s.clients = append(s.clients, client{ep: req.client})
+			if n := t.cfg.SwarmClientsPerAddr; n > 0 && s.addrClients(addr) >= n {
+				t.stats.refusedClients.Add(1)
+				return nil, nil, errAddrClients
+			}
+			t.addClient(s, client{ep: req.client})
 			i = len(s.clients) - 1
 		}
 		s.clients[i].lastSeen, s.clients[i].seed = now, req.seed
 		t.reconcile(s, now)
 	}
-	starving := !req.seed && req.numwant != 0 && t.usable(s, req) == 0
-	staleAfter := t.cfg.CacheTTL
-	if starving {
-		staleAfter = t.cfg.ShortInterval
-	}
-	if s.fetched.IsZero() || now.Sub(s.fetched) >= staleAfter {
+	if !t.fresh(s, now) {
 		t.lookup(s, now, nil)
-	}
-	if s.lookupDone != nil && (s.fetched.IsZero() || starving) {
-		wait = s.lookupDone
+		wait = s.lookupDone // nil when none could start: the cache answers
 	}
 	return s, wait, nil
 }
 
-// add makes room for and inserts a new swarm. t.mu is held.
-func (t *Tracker) add(ih [20]byte, now time.Time) (*swarm, error) {
-	if len(t.swarms) >= t.cfg.CacheSize && !t.evictOne() {
+// add makes room for and inserts a new swarm for a request from addr;
+// holds says the request brings a client. A swarm of the infohash that is
+// leaving comes back with its publication state. t.mu is held.
+func (t *Tracker) add(ih [20]byte, addr netip.Prefix, holds bool, now time.Time) (*swarm, error) {
+	if !t.allowNewSwarm(addr, now) {
+		t.stats.refusedNewSwarms.Add(1)
+		return nil, errNewSwarms
+	}
+	if len(t.swarms) >= t.cfg.CacheSize && !t.makeRoom(addr, holds, now) {
 		t.stats.refused.Add(1)
 		return nil, errFull
 	}
-	s := &swarm{infohash: ih, key: records.SwarmKey(ih), lastUsed: now}
+	s := t.leaving[ih]
+	if s != nil {
+		delete(t.leaving, ih)
+		s.lastUsed = now
+	} else {
+		s = &swarm{infohash: ih, key: records.SwarmKey(ih), lastUsed: now}
+	}
 	s.elem = t.lru.PushFront(s)
 	t.swarms[ih] = s
 	return s, nil
 }
 
-func (t *Tracker) evictOne() bool {
+// makeRoom frees a place for a new swarm in a full cache, and refuses only
+// when no rule gives one, in this order: the least recently used idle
+// swarm is forgotten; a swarm whose clients have all left is retired (it
+// leaves the cache and withdraws); an address under its share takes a
+// swarm of the address holding the most (takeShare). t.mu is held.
+func (t *Tracker) makeRoom(addr netip.Prefix, holds bool, now time.Time) bool {
 	for e := t.lru.Back(); e != nil; e = e.Prev() {
-		if s := e.Value.(*swarm); s.idle() {
+		s := e.Value.(*swarm)
+		if s.idle() {
 			t.remove(s)
 			return true
 		}
+		if len(s.clients) == 0 && len(t.leaving) < t.cfg.CacheSize {
+			t.retire(s, now)
+			return true
+		}
 	}
-	return false
+	return holds && len(t.leaving) < t.cfg.CacheSize && t.takeShare(addr, now)
+}
+
+// retire moves s, which has no clients, out of the cache into leaving,
+// where it stays until its withdraw is done. t.mu is held.
+func (t *Tracker) retire(s *swarm, now time.Time) {
+	t.remove(s)
+	t.leaving[s.infohash] = s
+	t.reconcile(s, now)
+	t.forgetLeft(s)
+}
+
+// forgetLeft drops s from leaving once it is idle. t.mu is held.
+func (t *Tracker) forgetLeft(s *swarm) {
+	if s.idle() && t.leaving[s.infohash] == s {
+		delete(t.leaving, s.infohash)
+	}
 }
 
 func (t *Tracker) remove(s *swarm) {

@@ -158,15 +158,21 @@ func (u *udpFront) handle(ctx context.Context, b []byte, from netip.AddrPort, ou
 		if err != nil {
 			return fail(err)
 		}
-		sc := t.scratch.Get().(*scratch)
-		sc.files = t.scrape(sr.InfoHashes, sc.files[:0])
-		resp := wire.UDPScrapeResponse{TransactionID: tx, Stats: make([]wire.UDPScrapeStats, len(sc.files))}
-		for i, f := range sc.files {
-			resp.Stats[i] = wire.UDPScrapeStats{Seeders: clamp32(f.Complete), Completed: clamp32(f.Downloaded), Leechers: clamp32(f.Incomplete)}
+		wait := t.beginScrape(sr.InfoHashes)
+		if len(wait) == 0 || u.waiting.Load() >= maxUDPWaiting {
+			sc := t.scratch.Get().(*scratch)
+			sc.files = t.finishScrape(sr.InfoHashes, sc.files[:0])
+			out = appendUDPScrape(out, tx, sc.files)
+			t.scratch.Put(sc)
+			u.write(out, from)
+			return out
 		}
-		t.scratch.Put(sc)
-		out = wire.AppendUDPScrapeResponse(out, &resp)
-		u.write(out, from)
+		u.waiting.Add(1)
+		u.wg.Go(func() {
+			defer u.waiting.Add(-1)
+			t.await(ctx, wait...)
+			u.write(appendUDPScrape(nil, tx, t.finishScrape(sr.InfoHashes, nil)), from)
+		})
 		return out
 	}
 
@@ -210,6 +216,14 @@ func (u *udpFront) handle(ctx context.Context, b []byte, from netip.AddrPort, ou
 		u.write(appendUDPAnswer(nil, tx, &ans, !v4), from)
 	})
 	return out
+}
+
+func appendUDPScrape(out []byte, tx uint32, files []wire.ScrapeFile) []byte {
+	resp := wire.UDPScrapeResponse{TransactionID: tx, Stats: make([]wire.UDPScrapeStats, len(files))}
+	for i, f := range files {
+		resp.Stats[i] = wire.UDPScrapeStats{Seeders: clamp32(f.Complete), Completed: clamp32(f.Downloaded), Leechers: clamp32(f.Incomplete)}
+	}
+	return wire.AppendUDPScrapeResponse(out, &resp)
 }
 
 func appendUDPAnswer(out []byte, tx uint32, ans *answer, ipv6 bool) []byte {
