@@ -1,6 +1,3 @@
-// Package node is the kadtracker DHT node: a libp2p host with kad-dht for
-// routing and the /kadtracker/records/1.0.0 protocol that stores signed peer
-// records on the m nodes closest to an infohash.
 package node
 
 import (

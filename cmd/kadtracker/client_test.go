@@ -42,7 +42,7 @@ func fullBackend(t testing.TB) *fakeBackend {
 }
 
 // TestClientJSON pins what scripts read: --json prints the local API's JSON,
-// one object on one line, with DESIGN.md's field names.
+// one object on one line, with docs/design.md's field names.
 func TestClientJSON(t *testing.T) {
 	b := fullBackend(t)
 	sock := serveAPI(t, b)

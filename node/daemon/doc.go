@@ -7,8 +7,9 @@
 //
 // A Config holds each part's settings, nil for a part that is off; Run
 // starts them and serves until its context ends. The command
-// cmd/kadtracker only turns flags into a Config; netsim and tests run
-// whole daemons in-process through Start.
+// cmd/kadtracker only turns flags into a Config; tests run whole daemons
+// in-process through Start, and netsim may (the layering allows it; its
+// networks are node.Nodes today).
 //
 // The parts are composed explicitly, once, in Start: the front is given
 // the DHT node, and the TSUP overlay and the bridge as live peer sources

@@ -63,7 +63,7 @@ func do(t testing.TB, s http.Handler, method, target, body string) *httptest.Res
 	return w
 }
 
-// TestJSONShapes pins the wire form: the DESIGN.md names, [] for empty lists.
+// TestJSONShapes pins the wire form: docs/design.md's names, [] for empty lists.
 func TestJSONShapes(t *testing.T) {
 	full := fullBackend()
 	full.records[0].Infohash = mustKey(t, hexV1)

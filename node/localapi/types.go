@@ -8,7 +8,7 @@ import (
 )
 
 // Backend is what the local API needs from the node. The node package does not
-// implement it directly: cmd/kadtracker adapts a *node.Node, and tests use a
+// implement it directly: node/daemon adapts a *node.Node, and tests use a
 // small fake. Client has the same method set, so it is a Backend too.
 type Backend interface {
 	Status(ctx context.Context) (Status, error)
@@ -19,7 +19,7 @@ type Backend interface {
 	Routing(ctx context.Context) ([]RoutingPeer, error)
 }
 
-// The JSON field names below are a contract (DESIGN.md, "Daemon interface"):
+// The JSON field names below are a contract (docs/design.md, "The local API"):
 // fields may be added, never renamed. Slices are encoded as [] when empty.
 
 // Status is the answer to GET /v1/status.

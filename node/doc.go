@@ -1,0 +1,119 @@
+// Package node is the kadtracker DHT node: a libp2p host with kad-dht for
+// routing and the /kadtracker/records/1.0.0 protocol that stores signed
+// peer records (package records) on the m nodes closest to an infohash.
+// The faces of a daemon (the tracker front, the local API, TSUP) never
+// import it; package node/daemon adapts a *Node to each.
+//
+// # Parts
+//
+// New builds a Node from a Config (start from DefaultConfig):
+//   - a libp2p host (host.go: libp2p's default transports on
+//     Config.ListenAddrs, TCP and QUIC by default, no relay; an Ed25519
+//     identity kept in DataDir/identity.key; a connection manager and a
+//     resource manager sized by Protection), or Config.Host as given
+//     (netsim, mocknet tests);
+//   - a records.Store: records.Pebble in DataDir/records, records.Memory
+//     without a DataDir, or Config.Store;
+//   - kad-dht under the protocol prefix /kadtracker, with its provider and
+//     value stores off: it only finds the closest nodes (GetClosestPeers)
+//     and keeps the routing table, guarded by an IP-diversity filter
+//     (diversity.go);
+//   - the record protocol's stream handler (protocol.go);
+//   - bootstrap: the configured peers and those remembered from the last
+//     run (package bootstrap), dialled at start (join), and mDNS on the LAN
+//     with Config.MDNS.
+//
+// A node with no peers is a one-node network that others can join. In
+// ModeAuto it serves the DHT unless AutoNAT finds it unreachable. Walks
+// find only nodes that serve the DHT, so in practice only they store
+// records for others; the record protocol answers in every mode.
+//
+// # Announce
+//
+// Announce(ctx, key, port, seed) keeps key announced for this host's client
+// on port until Withdraw or Close, and publishes it now (publish.go):
+//
+//	seal     records.Record{key, own peer ID, port, seed, Seq, Expires = now+RecordTTL}
+//	walk     closest: kad-dht's GetClosestPeers, plus this node when it serves,
+//	         sorted by XOR distance, at most TargetsPerGroup of one IP group
+//	PUT      to the m closest in parallel (this node stores its own copy
+//	         directly); while fewer than m accept, on to the next closest
+//
+// Seq follows the clock in milliseconds and always grows, so a storing node
+// keeps the newest record of each announcer, also across restarts. One
+// publish of a key runs at a time (keylock.go). The result says how many
+// nodes stored the record (AnnounceResult.StoredOn) of how many it was
+// offered to.
+//
+// PublishBridged and WithdrawBridged do the same for peers this node
+// learned elsewhere (classic trackers, TSUP, a public tracker's clients):
+// they ride in the key's record as explicit endpoints, with the shorter
+// BridgedRecordTTL. A node has one record per key.
+//
+// # Withdraw and republish
+//
+// Withdraw stops republishing a key and publishes a signed record with
+// Withdrawn set and the next Seq; each storing node deletes the announcer's
+// record. The republish loop publishes every announced or bridged key again
+// each RepublishInterval, from its state at that moment, so records live
+// while announced and lapse within RecordTTL after a crash. Announcements
+// are kept in memory: after a restart nothing is republished until the
+// front (or the CLI) announces again.
+//
+// # Lookup
+//
+// Lookup(ctx, key, want) walks as Announce does, sends a GET to the m
+// closest nodes in parallel and reads this node's own store too (lookup.go).
+// Every returned envelope is opened and validated again and dropped when it
+// fails; per announcer the highest Seq wins; direct records come first,
+// bridged endpoints fill the rest, up to want (MaxWant at most). Seeds and
+// Leechers are the larger of what the storing nodes report and what the
+// verified records show. LookupStats give the walk's hops and queried
+// nodes, the storing nodes asked and answered, and the duration.
+//
+// A storing node's answer is trusted for each entry's IP and for its counts
+// today: one hostile storing node can attach a forged address to a genuine
+// record. That is being fixed (issue 13; docs/design.md, "What a node
+// believes").
+//
+// # The record protocol
+//
+// ProtocolID, /kadtracker/records/1.0.0: varint-length-delimited protobuf
+// (internal/pb/wire.proto), one Request answered by one Response, several
+// a stream. PUT carries an envelope. The storing node (acceptPut) requires
+// an IP on the connection, opens the envelope (signature, domain, payload
+// type), requires the announcer to be the peer that sent it, validates the
+// expiry against MaxRecordTTL, and stores the entry with the connection's
+// IP. GET returns up to want stored envelopes with the IP each came from,
+// and the key's counts. PING measures a round trip (PingRTT). A refusal is a
+// status: BAD_REQUEST, REJECTED, FULL, INTERNAL or BUSY, with a reason.
+// PutTo and GetFrom speak to one node, outside the walk, for load tools and
+// tests.
+//
+// # Limits
+//
+// Protection (limits.go) holds the limits against floods and Sybils: token
+// buckets per peer ID and per source address, a cap on requests in
+// service in all and per peer, 64 requests a stream, message size caps
+// (MaxRequestSize, MaxResponseSize), the routing table's IP diversity
+// (DiversityPerCpl, DiversityPerTable), TargetsPerGroup, and the host's
+// connection and resource limits. Config.Limits are the store's
+// (records.Limits). Addresses in Limits.Exempt are held to none of the
+// per-address limits. Every refusal is answered, counted in Stats
+// (Refused by Refused* name, PutsRejectedBy by Reject* name) and logged
+// at Debug.
+//
+// # Goroutines
+//
+// A Node owns three background loops, started by New and stopped by Close
+// (which cancels them and waits): republishLoop, sweepLoop (Store.Expire
+// every minute) and, with a DataDir, rememberLoop (the routing table saved
+// every five minutes and at Close, so the next start rejoins without
+// flags). Each inbound record stream is served on a goroutine of the
+// host's; the stream gate bounds the requests in service and the resource
+// manager the streams. Announce, Lookup and the rest start goroutines only for
+// their parallel PUTs and GETs and the walk's event readers, and wait for
+// them before returning; every request is bounded by RequestTimeout and the
+// caller's context. kad-dht's and mDNS's goroutines are theirs, closed by
+// Close. Close also closes the store, and the host when New built it.
+package node
