@@ -27,11 +27,14 @@ func layerOf(pkg string) layer {
 	case within(pkg, "node/daemon"):
 		// The assembly: the node and every face, wired once.
 		return layer{[]string{"node/...", "records/...", "bootstrap/..."}, true}
-	case within(pkg, "node/tsup"), within(pkg, "node/tracker/wire"):
-		// Protocol cores and codecs: the standard library and their own
-		// package only, so they are read, fuzzed and simulated alone.
-		face := strings.Join(strings.SplitN(pkg, "/", 3)[:2], "/")
-		return layer{[]string{face + "/..."}, false}
+	case within(pkg, "node/tracker/wire"):
+		// A codec: the standard library only, so it is read and fuzzed
+		// alone.
+		return layer{[]string{"node/tracker/wire"}, false}
+	case within(pkg, "node/tsup"):
+		// A protocol core and its codec: the standard library and their
+		// own packages only, so they are read, fuzzed and simulated alone.
+		return layer{[]string{"node/tsup/..."}, false}
 	case within(pkg, "node/tracker"), within(pkg, "node/localapi"):
 		// A face talks to the node through an interface of its own, so it
 		// never imports node; it needs no module beyond records.
@@ -113,6 +116,7 @@ func TestLayeringRules(t *testing.T) {
 		{"node/tracker", "node/tracker/wire", true},
 		{"node/tracker", "node/localapi", false},
 		{"node/tracker/wire", "records", false},
+		{"node/tracker/wire", "node/tracker", false},
 		{"node/tsup", "records", false},
 		{"node/localapi", "node", false},
 		{"node/daemon", "node", true},
