@@ -9,12 +9,13 @@ import (
 
 // Config tunes the tracker front. Start from DefaultConfig.
 type Config struct {
-	// Interval is the re-announce interval sent to clients. Answers come
-	// from the lookup cache and client announces are deduplicated before
-	// they reach the DHT, so a short interval costs no DHT traffic; it only
-	// gets fresher peer lists to the clients that honour it (transmission;
-	// aria2 follows MinInterval). libtorrent clamps to at least 300 s and
-	// rtorrent to 600 s whatever we send.
+	// Interval is the re-announce interval sent to clients. Client
+	// announces are deduplicated before they reach the DHT as publishes;
+	// each one refreshes the swarm's lookup (at most once per FreshFor), so
+	// a shorter interval costs lookups and gets fresher peer lists to the
+	// clients that honour it (transmission; aria2 follows MinInterval).
+	// libtorrent clamps to at least 300 s and rtorrent to 600 s whatever
+	// we send.
 	Interval time.Duration
 	// MinInterval is the "min interval" sent with Interval.
 	MinInterval time.Duration

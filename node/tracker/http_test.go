@@ -190,6 +190,7 @@ func TestHTTPNumwantCap(t *testing.T) {
 	n := newFakeNode()
 	cfg := testConfig()
 	cfg.MaxNumwant, cfg.DefaultNumwant = 5, 3
+	cfg.Clock = (&fakeClock{now: time.Unix(1_700_000_000, 0)}).Now // one lookup, however slow the test
 	tr := newTracker(t, n, cfg)
 	base := serveHTTP(t, tr)
 	ih := ihash(3)
