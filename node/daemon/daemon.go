@@ -363,6 +363,10 @@ func (p *parts) start(ctx context.Context) ([]face, error) {
 func (p *parts) newFront() (*tracker.Tracker, error) {
 	tcfg := tracker.DefaultConfig()
 	tcfg.Logger = p.log.With("component", "tracker")
+	// The front serves the clients of one host, all from one address:
+	// per-address shares of swarms and client slots, made against one
+	// address flooding a public tracker, would only cap a seedbox here.
+	tcfg.SwarmClientsPerAddr, tcfg.MinSwarmsPerAddr, tcfg.NewSwarmsPerAddr = 0, 0, 0
 	if p.overlay != nil {
 		tcfg.Live = append(tcfg.Live, p.overlay)
 		tcfg.Listeners = append(tcfg.Listeners, p.overlay)
