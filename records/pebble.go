@@ -357,9 +357,6 @@ func decodeStored(key string, value []byte) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	if r.Withdrawn {
-		return Entry{}, fmt.Errorf("%w: a withdrawal is stored", errBadValue)
-	}
 	if want := dsKey(r.Key, r.Announcer).String(); key != want {
 		return Entry{}, fmt.Errorf("%w: stored under %q, record is %q", errBadValue, key, want)
 	}
