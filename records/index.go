@@ -1,6 +1,9 @@
 package records
 
 import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
@@ -419,8 +422,9 @@ func (x *index) delete(k Key, i int) {
 }
 
 // get answers Get; want <= 0 returns only the counts. Entries get copies of
-// the envelopes, all in one buffer.
-func (x *index) get(k Key, want int, now time.Time) Result {
+// the envelopes, all in one buffer. A nonzero salt chooses the entries by
+// salt (see GetSalted) instead of at random when more than want are live.
+func (x *index) get(k Key, want int, now time.Time, salt uint64) Result {
 	ks := x.keys[k]
 	if ks == nil {
 		return Result{}
@@ -469,7 +473,9 @@ func (x *index) get(k Key, want int, now time.Time) Result {
 	if len(pick) == 0 {
 		return res
 	}
-	if res.More {
+	if res.More && salt != 0 {
+		pick = x.pickSalted(ks, nowMs, salt, pick[:0])
+	} else if res.More {
 		// The reservoir is a uniform set but not in uniform order: the
 		// first slots tend to stay in front. Shuffle it.
 		for i := len(pick) - 1; i > 0; i-- {
@@ -491,6 +497,40 @@ func (x *index) get(k Key, want int, now time.Time) Result {
 		res.Entries[n].Bridged, res.Entries[n].Endpoints = ks.bridgedOf(s.announcer)
 	}
 	return res
+}
+
+// pickSalted returns the len(pick) live slots of ks that rank first by
+// saltRank: every storing node holding the same records picks the same ones
+// for one salt, so an asker can count how many of them vouch for each.
+func (x *index) pickSalted(ks *keySet, nowMs int64, salt uint64, pick []int32) []int32 {
+	want := cap(pick)
+	type ranked struct {
+		rank uint64
+		i    int32
+	}
+	all := make([]ranked, 0, len(ks.slots))
+	for i := range ks.slots {
+		if ks.slots[i].expires > nowMs {
+			all = append(all, ranked{saltRank(salt, ks.slots[i].announcer), int32(i)})
+		}
+	}
+	slices.SortFunc(all, func(a, b ranked) int { return cmp.Compare(a.rank, b.rank) })
+	for _, r := range all[:min(want, len(all))] {
+		pick = append(pick, r.i)
+	}
+	return pick
+}
+
+// saltRank orders announcers for one salt. A cryptographic hash: the salt
+// is the asker's random choice, and no announcer can pick an ID that ranks
+// first for most salts.
+func saltRank(salt uint64, a peer.ID) uint64 {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], salt)
+	h := sha256.New()
+	h.Write(b[:])
+	h.Write([]byte(a))
+	return binary.BigEndian.Uint64(h.Sum(nil))
 }
 
 // entry makes the Entry for s, with env as its envelope.

@@ -89,3 +89,51 @@ func TestIsGlobal(t *testing.T) {
 		t.Error("zoned or invalid address is global")
 	}
 }
+
+// TestGetSalted: two stores holding the same records answer one salt with
+// the same entries, another salt with others; without a salt the choice
+// is random.
+func TestGetSalted(t *testing.T) {
+	ctx := t.Context()
+	k := testKey(t, 1)
+	exp := t0.Add(time.Hour)
+	a := NewMemory(Options{Now: newClock().Now, Seed: 1})
+	b := NewMemory(Options{Now: newClock().Now, Seed: 2})
+	for i := range 60 {
+		e := seal(t, newIdentity(t, 100+i), rec(k, 1, exp), netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}))
+		for _, s := range []Store{a, b} {
+			if err := s.Put(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	names := func(s SaltedGetter, salt uint64) map[string]bool {
+		res, err := s.GetSalted(ctx, k, 10, salt)
+		if err != nil || len(res.Entries) != 10 || !res.More || res.Leechers != 60 {
+			t.Fatalf("GetSalted: %d entries, more %v, %d leechers, %v", len(res.Entries), res.More, res.Leechers, err)
+		}
+		out := make(map[string]bool)
+		for _, e := range res.Entries {
+			out[string(e.Announcer)] = true
+		}
+		return out
+	}
+	overlap := func(x, y map[string]bool) int {
+		n := 0
+		for k := range x {
+			if y[k] {
+				n++
+			}
+		}
+		return n
+	}
+	if n := overlap(names(a, 7), names(b, 7)); n != 10 {
+		t.Errorf("same salt: %d of 10 entries in common, want all", n)
+	}
+	if n := overlap(names(a, 7), names(a, 8)); n == 10 {
+		t.Error("another salt chose the same entries")
+	}
+	if n := overlap(names(a, 0), names(b, 0)); n == 10 {
+		t.Error("unsalted Gets of two stores chose the same entries")
+	}
+}

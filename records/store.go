@@ -194,6 +194,21 @@ type Store interface {
 	Close() error
 }
 
+// SaltedGetter is a Store that can choose Get's entries by a salt rather
+// than at random: when more than want are live, the want whose announcers
+// rank first for salt (a hash of salt and announcer ID). Storing nodes that
+// hold the same records then answer one asker with the same ones, and the
+// asker can tell which records several of them vouch for; a fresh salt per
+// lookup still spreads the choice over the swarm. Salt 0 is Get.
+type SaltedGetter interface {
+	GetSalted(ctx context.Context, k Key, want int, salt uint64) (Result, error)
+}
+
+var (
+	_ SaltedGetter = (*Memory)(nil)
+	_ SaltedGetter = (*Pebble)(nil)
+)
+
 // KeyCount is one infohash's unexpired records, for a status page.
 type KeyCount struct {
 	Key      Key
