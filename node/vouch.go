@@ -180,7 +180,7 @@ func (n *Node) merge(key records.Key, answers []answer, want int, now time.Time)
 	}
 	var strong, weak []ranked
 	bridges := make(map[netip.AddrPort]map[netip.Addr]bool) // endpoint -> bridge groups
-	var bridgeFirst []netip.AddrPort                          // endpoints in the order first named
+	var bridgeFirst []netip.AddrPort                        // endpoints in the order first named
 	bridgeOf := make(map[netip.AddrPort]Peer)
 	for _, v := range by {
 		r := v.rec
