@@ -33,15 +33,16 @@ type Peer struct {
 
 // LookupStats describe one lookup.
 type LookupStats struct {
-	Hops     int // referral depth of the Kademlia walk
-	Queried  int // DHT nodes queried by the walk
-	Asked    int // storing nodes asked with GET
-	Answered int // storing nodes that answered
+	Hops     int           // referral depth of the Kademlia walk
+	Queried  int           // DHT nodes queried by the walk
+	Asked    int           // storing nodes asked with GET
+	Answered int           // storing nodes that answered
+	Duration time.Duration // whole lookup, walk and GETs
+
 	// Unvouched counts records not served because too few storing nodes
 	// returned them; Unsigned, records of version 1 (no signed address)
 	// not served. See vouch.go.
 	Unvouched, Unsigned int
-	Duration            time.Duration // whole lookup, walk and GETs
 }
 
 // LookupResult is what Lookup found.
@@ -50,9 +51,8 @@ type LookupResult struct {
 	// Seeds and Leechers count the announcers' records the lookup verified
 	// and would serve (not only the want it returns): a lower bound of the
 	// swarm when storing nodes hold more than they were asked for.
-	Seeds    int
-	Leechers int
-	Stats    LookupStats
+	Seeds, Leechers int
+	Stats           LookupStats
 }
 
 // Stats is a snapshot of the node for the local API.
