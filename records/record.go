@@ -51,7 +51,9 @@ var (
 // public tracker. Only bridged records carry endpoints, at most
 // MaxEndpoints, and they live at most MaxBridgedTTL: whoever signs one
 // vouches for addresses the storing node cannot check, so they are few,
-// short-lived and marked as such to whoever reads them.
+// short-lived and marked as such to whoever reads them, must be global
+// (CheckGlobalEndpoint), and are served only when several bridges agree
+// (see the package doc).
 const (
 	MaxEndpoints  = 40
 	MaxBridgedTTL = 30 * time.Minute

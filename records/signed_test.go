@@ -137,3 +137,43 @@ func TestGetSalted(t *testing.T) {
 		t.Error("unsalted Gets of two stores chose the same entries")
 	}
 }
+
+// TestPebbleTombstone: a tombstone and a signed record survive a restart
+// of the persistent store, and the withdrawn record, replayed after it,
+// still loses.
+func TestPebbleTombstone(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	c := newClock()
+	a, b := newIdentity(t, 0), newIdentity(t, 1)
+	k := testKey(t, 1)
+	exp := t0.Add(time.Hour)
+	old := seal(t, a, rec(k, 1, exp), testIP)
+	tomb := seal(t, a, Record{Key: k, Seq: 2, Expires: exp, Withdrawn: true}, testIP)
+	signed := seal(t, b, Record{Key: k, Port: 7000, Addr: testIP, Seq: 1, Expires: exp}, testIP)
+	s, err := OpenPebble(dir, Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []Entry{old, tomb, signed} {
+		if err := s.Put(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openPebbleT(t, dir, Options{Now: c.Now})
+	if err := s.Put(ctx, old); !errors.Is(err, ErrStale) {
+		t.Errorf("withdrawn record replayed after a restart: %v, want ErrStale", err)
+	}
+	res, err := s.Get(ctx, k, 10)
+	if err != nil || len(res.Entries) != 2 || res.Leechers != 1 {
+		t.Fatalf("after restart: %+v, %v; want the tombstone and one leecher", res, err)
+	}
+	for _, e := range res.Entries {
+		if e.Announcer == b.id && (!e.Signed() || e.Addr != testIP) {
+			t.Errorf("signed record lost its address: %+v", e.Record)
+		}
+	}
+}
