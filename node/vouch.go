@@ -51,7 +51,8 @@ import (
 //     named by one bridge's signature only, for addresses nobody checked.
 //     A lookup serves one only when bridges at BridgeQuorum distinct
 //     addresses (IPv4 address or IPv6 /64; addresses in Limits.Exempt each
-//     count alone) name it, from records vouched for as above; only global
+//     count alone) name it (this node's own bridge excepted), from records
+//     vouched for as above; only global
 //     unicast endpoints unless Config.LocalBridgedEndpoints; after every
 //     direct record, and at most half the answer (bridgedShare). Measured
 //     (TestBridgeQuorum, want 50): an attacker with one address makes
@@ -199,6 +200,7 @@ func (n *Node) merge(key records.Key, answers []answer, want int, now time.Time)
 	bridges := make(map[netip.AddrPort]map[netip.Addr]bool) // endpoint -> bridge groups
 	var bridgeFirst []netip.AddrPort                        // endpoints in the order first named
 	bridgeOf := make(map[netip.AddrPort]Peer)
+	ownBridged := make(map[netip.AddrPort]bool)
 	for _, v := range by {
 		r := v.rec
 		if r.Withdrawn {
@@ -221,6 +223,8 @@ func (n *Node) merge(key records.Key, answers []answer, want int, now time.Time)
 					bridgeOf[ep] = Peer{Endpoint: ep, Announcer: r.Announcer, Expires: r.Expires, Bridged: true}
 				}
 				bridges[ep][group] = true
+				// This node's own bridge it takes at its word.
+				ownBridged[ep] = ownBridged[ep] || (n.host != nil && r.Announcer == n.host.ID())
 			}
 		}
 		if r.Port == 0 {
@@ -282,7 +286,7 @@ func (n *Node) merge(key records.Key, answers []answer, want int, now time.Time)
 	}
 	var agreed []ranked
 	for _, ep := range bridgeFirst {
-		if k := len(bridges[ep]); k >= quorum {
+		if k := len(bridges[ep]); k >= quorum || ownBridged[ep] {
 			p := bridgeOf[ep]
 			p.Vouchers = k
 			agreed = append(agreed, ranked{p, k})
