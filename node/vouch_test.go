@@ -561,3 +561,22 @@ func mustAddrPorts(ss []string) []netip.AddrPort {
 	}
 	return out
 }
+
+// BenchmarkMerge: a lookup's merge of 8 answers of 50 records each, the
+// same 50 in all (what salted GETs give), every envelope verified once.
+func BenchmarkMerge(b *testing.B) {
+	key := randomKey(b, rand.New(rand.NewPCG(12, 12)), false)
+	exp := time.Now().Add(time.Hour)
+	var envs [][]byte
+	for i, id := range newIdentities(b, 50, 13) {
+		envs = append(envs, sealAs(b, id, records.Record{Key: key, Port: 7000, Addr: netip.AddrFrom4([4]byte{8, 8, 4, byte(i)}), Seq: 1, Expires: exp}))
+	}
+	answers := answersOf(8, 0, envs, nil)
+	n := mergeNode(nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := n.merge(key, answers, 50, time.Now()); len(res.Peers) != 50 {
+			b.Fatalf("%d peers", len(res.Peers))
+		}
+	}
+}

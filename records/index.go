@@ -525,12 +525,10 @@ func (x *index) pickSalted(ks *keySet, nowMs int64, salt uint64, pick []int32) [
 // is the asker's random choice, and no announcer can pick an ID that ranks
 // first for most salts.
 func saltRank(salt uint64, a peer.ID) uint64 {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], salt)
-	h := sha256.New()
-	h.Write(b[:])
-	h.Write([]byte(a))
-	return binary.BigEndian.Uint64(h.Sum(nil))
+	var buf [64]byte // peer IDs of ed25519 keys are 38 bytes
+	in := append(binary.BigEndian.AppendUint64(buf[:0], salt), a...)
+	sum := sha256.Sum256(in)
+	return binary.BigEndian.Uint64(sum[:])
 }
 
 // entry makes the Entry for s, with env as its envelope.

@@ -177,3 +177,23 @@ func TestPebbleTombstone(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkGetSalted: a storing node's salted choice of 50 of 2000 records.
+func BenchmarkGetSalted(b *testing.B) {
+	k := testKey(b, 1)
+	s := NewMemory(Options{Now: newClock().Now})
+	for i := range 2000 {
+		e := seal(b, newIdentity(b, 1000+i), rec(k, 1, t0.Add(time.Hour)), netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}))
+		if err := s.Put(b.Context(), e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	var salt uint64
+	for b.Loop() {
+		salt++
+		if res, err := s.GetSalted(b.Context(), k, 50, salt); err != nil || len(res.Entries) != 50 {
+			b.Fatal(len(res.Entries), err)
+		}
+	}
+}
