@@ -580,3 +580,52 @@ func BenchmarkMerge(b *testing.B) {
 		}
 	}
 }
+
+// TestBridgeQuorumMocknet: on real nodes, the endpoints one bridge
+// publishes are not served to others; once a second bridge at another
+// address names them they are, after the direct client. The control is
+// the same lookup with quorum 1.
+func TestBridgeQuorumMocknet(t *testing.T) {
+	tn := newTestNet(t, 10, time.Millisecond, func(c *Config) { c.Replication = 3 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	key := randomKey(t, rand.New(rand.NewPCG(14, 14)), false)
+	first, second, client, asker := tn.nodes[0], tn.nodes[1], tn.nodes[2], tn.nodes[9]
+	eps := []netip.AddrPort{netip.MustParseAddrPort("8.8.8.1:6881"), netip.MustParseAddrPort("8.8.8.2:6881")}
+	if _, err := client.Announce(ctx, key, 7000, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.PublishBridged(ctx, key, eps); err != nil {
+		t.Fatal(err)
+	}
+	bridged := func(quorum int) int {
+		t.Helper()
+		asker.cfg.BridgeQuorum = quorum
+		lr, err := asker.Lookup(ctx, key, 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for i, p := range lr.Peers {
+			if p.Bridged {
+				n++
+				if i == 0 {
+					t.Errorf("bridged %s ranked before the direct client", p.Endpoint)
+				}
+			}
+		}
+		return n
+	}
+	if n := bridged(2); n != 0 {
+		t.Errorf("one bridge: %d endpoints served, want 0", n)
+	}
+	if n := bridged(1); n != 2 {
+		t.Errorf("control, quorum 1: %d endpoints served, want 2", n)
+	}
+	if _, err := second.PublishBridged(ctx, key, eps[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if n := bridged(2); n != 1 {
+		t.Errorf("two bridges agree on one endpoint: %d served, want 1", n)
+	}
+}
