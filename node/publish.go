@@ -88,7 +88,7 @@ func (n *Node) PublishBridged(ctx context.Context, key records.Key, endpoints []
 	if n.ctx.Err() != nil {
 		return AnnounceResult{}, ErrClosed
 	}
-	eps := bridgeable(endpoints)
+	eps := bridgeable(endpoints, n.cfg.LocalBridgedEndpoints)
 	if len(eps) == 0 {
 		return AnnounceResult{}, n.WithdrawBridged(ctx, key)
 	}
@@ -136,15 +136,16 @@ func (n *Node) Bridged() map[records.Key][]netip.AddrPort {
 }
 
 // bridgeable keeps the first records.MaxEndpoints distinct endpoints a
-// bridged record may carry.
-func bridgeable(endpoints []netip.AddrPort) []netip.AddrPort {
+// bridged record may carry: global ones only, unless local is set (see
+// Config.LocalBridgedEndpoints), since storing nodes refuse the others.
+func bridgeable(endpoints []netip.AddrPort, local bool) []netip.AddrPort {
 	var out []netip.AddrPort
 	for _, ep := range endpoints {
 		if len(out) == records.MaxEndpoints {
 			break
 		}
 		ep = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
-		if records.CheckEndpoint(ep) != nil || slices.Contains(out, ep) {
+		if records.CheckEndpoint(ep) != nil || (!local && !records.IsGlobal(ep.Addr())) || slices.Contains(out, ep) {
 			continue
 		}
 		out = append(out, ep)

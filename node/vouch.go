@@ -213,6 +213,9 @@ func (n *Node) merge(key records.Key, answers []answer, want int, now time.Time)
 		signed := r.Signed()
 		if r.Bridged && signed {
 			group := n.bridgeGroup(r.Addr)
+			// This node's own bridge it takes at its word: the quorum guards
+			// its users against others' bridges, not against their own.
+			own := n.host != nil && r.Announcer == n.host.ID()
 			for _, ep := range r.Endpoints {
 				if !n.cfg.LocalBridgedEndpoints && !records.IsGlobal(ep.Addr()) {
 					continue
@@ -223,8 +226,7 @@ func (n *Node) merge(key records.Key, answers []answer, want int, now time.Time)
 					bridgeOf[ep] = Peer{Endpoint: ep, Announcer: r.Announcer, Expires: r.Expires, Bridged: true}
 				}
 				bridges[ep][group] = true
-				// This node's own bridge it takes at its word.
-				ownBridged[ep] = ownBridged[ep] || (n.host != nil && r.Announcer == n.host.ID())
+				ownBridged[ep] = ownBridged[ep] || own
 			}
 		}
 		if r.Port == 0 {

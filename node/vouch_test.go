@@ -595,8 +595,14 @@ func TestBridgeQuorumMocknet(t *testing.T) {
 	if _, err := client.Announce(ctx, key, 7000, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := first.PublishBridged(ctx, key, eps); err != nil {
-		t.Fatal(err)
+	// Non-global endpoints are not published: storing nodes would refuse
+	// the whole record.
+	local := mustAddrPorts(forbiddenEndpoints[:5])
+	if res, err := first.PublishBridged(ctx, key, append(slices.Clone(local), eps...)); err != nil || res.StoredOn != 3 {
+		t.Fatalf("PublishBridged: %+v, %v", res, err)
+	}
+	if got := first.Bridged()[key]; !slices.Equal(got, eps) {
+		t.Errorf("published %v, want only the global %v", got, eps)
 	}
 	bridged := func(quorum int) int {
 		t.Helper()
