@@ -25,6 +25,10 @@ type Peer struct {
 	// the announcer learned from a classic tracker or serves as one),
 	// rather than the announcer's own client.
 	Bridged bool
+	// Vouchers is how many storing nodes returned the announcer's record
+	// (this node's own store among them), or for a bridged endpoint how
+	// many bridges at distinct addresses named it.
+	Vouchers int
 }
 
 // LookupStats describe one lookup.
@@ -34,14 +38,21 @@ type LookupStats struct {
 	Asked    int           // storing nodes asked with GET
 	Answered int           // storing nodes that answered
 	Duration time.Duration // whole lookup, walk and GETs
+
+	// Unvouched counts records not served because too few storing nodes
+	// returned them; Unsigned, records of version 1 (no signed address)
+	// not served. See vouch.go.
+	Unvouched, Unsigned int
 }
 
 // LookupResult is what Lookup found.
 type LookupResult struct {
-	Peers    []Peer
-	Seeds    int // largest seed count a storing node reported
-	Leechers int // largest leecher count a storing node reported
-	Stats    LookupStats
+	Peers []Peer
+	// Seeds and Leechers count the announcers' records the lookup verified
+	// and would serve (not only the want it returns): a lower bound of the
+	// swarm when storing nodes hold more than they were asked for.
+	Seeds, Leechers int
+	Stats           LookupStats
 }
 
 // Stats is a snapshot of the node for the local API.

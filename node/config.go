@@ -77,6 +77,19 @@ type Config struct {
 	BridgedRecordTTL time.Duration
 	// RequestTimeout bounds one record-protocol request to one peer.
 	RequestTimeout time.Duration
+	// LocalBridgedEndpoints lets bridged endpoints be any unicast address.
+	// Off (the default), a storing node refuses, and a lookup drops, a
+	// bridged endpoint that is not global unicast (records.IsGlobal:
+	// loopback, private, link-local, unique-local, CGNAT, documentation,
+	// ... are not), so nobody can point users' clients at their own
+	// host's or LAN's services. Only tests and netsim, whose every client
+	// lives on loopback, turn it on.
+	LocalBridgedEndpoints bool
+	// BridgeQuorum is how many bridges, at distinct addresses (an IPv4
+	// address, an IPv6 /64), must name a bridged endpoint before a lookup
+	// serves it: one bridge alone could send every user of a swarm to
+	// any 40 third parties. 2 by default; 1 trusts every bridge.
+	BridgeQuorum int
 	// Limits cap the record store. Limits.Exempt also exempts addresses
 	// from every per-address limit below (rates, routing-table diversity,
 	// storing-node diversity), and from libp2p's per-subnet connection
@@ -110,6 +123,7 @@ func DefaultConfig() Config {
 		MaxRecordTTL:      2 * time.Hour,
 		BridgedRecordTTL:  15 * time.Minute,
 		RequestTimeout:    10 * time.Second,
+		BridgeQuorum:      2,
 		Limits:            records.DefaultLimits(),
 		Protect:           DefaultProtection(),
 	}
@@ -138,6 +152,9 @@ func (c Config) Validate() error {
 	}
 	if c.BridgedRecordTTL <= c.RepublishInterval || c.BridgedRecordTTL > records.MaxBridgedTTL {
 		errs = append(errs, fmt.Errorf("node: bridged record TTL %s must exceed the republish interval %s and be at most %s", c.BridgedRecordTTL, c.RepublishInterval, records.MaxBridgedTTL))
+	}
+	if c.BridgeQuorum < 1 {
+		errs = append(errs, fmt.Errorf("node: bridge quorum %d must be at least 1", c.BridgeQuorum))
 	}
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("node: request timeout must be positive"))

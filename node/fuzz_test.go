@@ -28,8 +28,24 @@ func FuzzServe(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	seal := func(r records.Record) []byte {
+		r.Key, r.Announcer, r.Expires = key, sender, time.Now().Add(time.Hour)
+		b, err := records.Seal(r, sk)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
 	for _, req := range []*pb.Request{
 		{Body: &pb.Request_Put{Put: &pb.Put{Envelope: env}}},
+		// The signed address, right (the fuzzed remote is 192.0.2.7) and wrong;
+		// a bridged record naming a local endpoint; a tombstone.
+		{Body: &pb.Request_Put{Put: &pb.Put{Envelope: seal(records.Record{Port: 6881, Addr: netip.MustParseAddr("192.0.2.7"), Seq: 2})}}},
+		{Body: &pb.Request_Put{Put: &pb.Put{Envelope: seal(records.Record{Port: 6881, Addr: netip.MustParseAddr("192.0.2.66"), Seq: 3})}}},
+		{Body: &pb.Request_Put{Put: &pb.Put{Envelope: seal(records.Record{Addr: netip.MustParseAddr("192.0.2.7"), Seq: 4, Bridged: true,
+			Endpoints: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:22")}})}}},
+		{Body: &pb.Request_Put{Put: &pb.Put{Envelope: seal(records.Record{Seq: 5, Withdrawn: true})}}},
+		{Body: &pb.Request_Get{Get: &pb.Get{Key: key.Multihash(), Want: 10, Salt: 7}}},
 		{Body: &pb.Request_Get{Get: &pb.Get{Key: key.Multihash(), Want: 10}}},
 		{Body: &pb.Request_Get{Get: &pb.Get{Key: []byte{0x11, 0x14}, Want: 1 << 31}}},
 		{Body: &pb.Request_Ping{Ping: &pb.Ping{Nonce: 42}}},

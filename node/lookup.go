@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -13,8 +14,9 @@ import (
 )
 
 // Lookup finds up to want peers for key: a DHT walk to the m closest nodes,
-// a GET to each in parallel, every record verified, merged and deduplicated
-// by announcer (the newest wins).
+// a GET to each in parallel, every record verified, merged by announcer
+// (the newest wins, a tombstone too) and served only as far as the storing
+// nodes vouch for it (see merge and the rules in vouch.go).
 func (n *Node) Lookup(ctx context.Context, key records.Key, want int) (LookupResult, error) {
 	if key.IsZero() {
 		return LookupResult{}, records.ErrBadKey
@@ -32,11 +34,6 @@ func (n *Node) Lookup(ctx context.Context, key records.Key, want int) (LookupRes
 	targets := candidates[:min(n.cfg.Replication, len(candidates))]
 	res := LookupResult{Stats: LookupStats{Hops: walk.hops, Queried: walk.queried, Asked: len(targets)}}
 
-	type answer struct {
-		from   peer.ID
-		result records.Result
-		err    error
-	}
 	// This node's own store is read too, even when it is not among the
 	// closest: it may hold the key from before the network changed, and a
 	// DHT client's only copy may be one it stored while it served.
@@ -44,107 +41,74 @@ func (n *Node) Lookup(ctx context.Context, key records.Key, want int) (LookupRes
 	if !slices.Contains(targets, n.host.ID()) {
 		asked = append(slices.Clip(targets), n.host.ID())
 	}
-	answers := make(chan answer, len(asked))
+	// Storing nodes are asked for at least minAsk records, so the counts
+	// and the vouching have something to go on when few are wanted. One
+	// salt for all: storing nodes holding the same records choose the
+	// same ones, so the answers can vouch for each other (see merge).
+	salt := newSalt()
+	answers := make([]answer, len(asked))
 	var wg sync.WaitGroup
-	for _, p := range asked {
+	for i, p := range asked {
 		wg.Go(func() {
-			r, err := n.get(ctx, p, key, want)
-			answers <- answer{p, r, err}
+			a := n.get(ctx, p, key, max(want, minAsk), salt)
+			a.target = slices.Contains(targets, p)
+			answers[i] = a
 		})
 	}
 	wg.Wait()
-	close(answers)
-
-	best := make(map[peer.ID]records.Entry)
-	now := n.now()
-	for a := range answers {
-		if a.err != nil {
+	for _, a := range answers {
+		switch {
+		case a.err != nil:
 			n.log.Debug("GET failed", "peer", a.from, "key", key, "err", a.err)
-			continue
-		}
-		if slices.Contains(targets, a.from) {
+		case a.target:
 			res.Stats.Answered++
 		}
-		res.Seeds = max(res.Seeds, a.result.Seeds)
-		res.Leechers = max(res.Leechers, a.result.Leechers)
-		for _, e := range a.result.Entries {
-			if e.Key != key || e.Withdrawn || e.Validate(now, n.cfg.MaxRecordTTL) != nil {
-				continue
-			}
-			if old, ok := best[e.Announcer]; !ok || e.Seq > old.Seq {
-				best[e.Announcer] = e
-			}
-		}
 	}
-	var (
-		seeds, leechers int
-		bridged         []Peer
-		seen            = make(map[netip.AddrPort]bool)
-	)
-	for _, e := range best {
-		for _, ep := range e.Endpoints {
-			bridged = append(bridged, Peer{Endpoint: ep, Announcer: e.Announcer, Expires: e.Expires, Bridged: true})
-		}
-		if e.Port == 0 {
-			continue // bridged endpoints only
-		}
-		if e.Seed {
-			seeds++
-		} else {
-			leechers++
-		}
-		if len(res.Peers) < want {
-			seen[e.Endpoint()] = true
-			res.Peers = append(res.Peers, Peer{Endpoint: e.Endpoint(), Seed: e.Seed, Announcer: e.Announcer, Expires: e.Expires})
-		}
-	}
-	// Bridged endpoints fill what room is left: a peer that announces
-	// through a daemon of its own comes first, and once.
-	for _, p := range bridged {
-		if len(res.Peers) >= want {
-			break
-		}
-		if !seen[p.Endpoint] {
-			seen[p.Endpoint] = true
-			res.Peers = append(res.Peers, p)
-		}
-	}
-	res.Seeds = max(res.Seeds, seeds)
-	res.Leechers = max(res.Leechers, leechers)
+	merged := n.merge(key, answers, want, n.now())
+	res.Peers, res.Seeds, res.Leechers = merged.Peers, merged.Seeds, merged.Leechers
+	res.Stats.Unvouched, res.Stats.Unsigned = merged.Stats.Unvouched, merged.Stats.Unsigned
 	res.Stats.Duration = time.Since(start)
 	return res, nil
 }
 
-// get asks one storing node for key's records and verifies each one; this
-// node answers from its own store. A record that fails verification is
-// dropped, not fatal: one bad storing node cannot spoil a lookup.
-func (n *Node) get(ctx context.Context, p peer.ID, key records.Key, want int) (records.Result, error) {
-	if p == n.host.ID() {
-		r, err := n.store.Get(ctx, key, want)
-		for i := range r.Entries {
-			if !r.Entries[i].IP.IsValid() {
+// get asks one storing node for up to want of key's records, chosen by
+// salt; this node answers from its own store, trusted. Nothing in an
+// answer is believed yet: merge verifies it.
+func (n *Node) get(ctx context.Context, p peer.ID, key records.Key, want int, salt uint64) answer {
+	a := answer{from: p, trusted: p == n.host.ID()}
+	if a.trusted {
+		var r records.Result
+		if sg, ok := n.store.(records.SaltedGetter); ok {
+			r, a.err = sg.GetSalted(ctx, key, want, salt)
+		} else {
+			r, a.err = n.store.Get(ctx, key, want)
+		}
+		for _, e := range r.Entries {
+			ip := e.IP
+			if !ip.IsValid() {
 				// Our own client: it runs on this host.
-				r.Entries[i].IP = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+				ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 			}
+			a.entries = append(a.entries, answerEntry{e.Envelope, ip})
 		}
-		return r, err
+		return a
 	}
-	resp, err := n.request(ctx, p, &pb.Request{Body: &pb.Request_Get{Get: &pb.Get{Key: key.Multihash(), Want: uint32(want)}}})
+	resp, err := n.request(ctx, p, &pb.Request{Body: &pb.Request_Get{Get: &pb.Get{Key: key.Multihash(), Want: uint32(want), Salt: salt}}})
 	if err != nil {
-		return records.Result{}, err
+		a.err = err
+		return a
 	}
-	out := records.Result{Seeds: int(resp.GetSeeds()), Leechers: int(resp.GetLeechers()), More: resp.GetMore()}
+	if len(resp.GetEntries()) > min(want, MaxWant) {
+		// More than asked for: a storing node that would have us check
+		// thousands of signatures. Nothing of it is believed.
+		n.refuse(RefusedLongAnswer, p, netip.Addr{}, "entries", len(resp.GetEntries()), "want", want)
+		a.err = fmt.Errorf("node: GET answer of %d entries, asked for %d", len(resp.GetEntries()), want)
+		return a
+	}
+	a.seeds, a.leech = int(resp.GetSeeds()), int(resp.GetLeechers())
 	for _, pe := range resp.GetEntries() {
-		rec, err := records.Open(pe.GetEnvelope())
-		if err != nil {
-			n.log.Debug("GET returned a bad record", "peer", p, "err", err)
-			continue
-		}
-		ip, ok := netip.AddrFromSlice(pe.GetIp())
-		if !ok || !ip.IsValid() || ip.IsUnspecified() {
-			continue
-		}
-		out.Entries = append(out.Entries, records.Entry{Record: rec, IP: ip.Unmap(), Envelope: pe.GetEnvelope()})
+		ip, _ := netip.AddrFromSlice(pe.GetIp())
+		a.entries = append(a.entries, answerEntry{pe.GetEnvelope(), ip.Unmap()})
 	}
-	return out, nil
+	return a
 }

@@ -87,7 +87,8 @@ func bootstrapChoice(rng *rand.Rand, i, k int) []int {
 	return perm[:min(k, i)]
 }
 
-// holders returns the nodes whose store holds a record from announcer for key.
+// holders returns the nodes whose store holds a live record (not a
+// tombstone) from announcer for key.
 func (tn *testNet) holders(t testing.TB, key records.Key, announcer peer.ID) []peer.ID {
 	t.Helper()
 	var out []peer.ID
@@ -97,7 +98,7 @@ func (tn *testNet) holders(t testing.TB, key records.Key, announcer peer.ID) []p
 			t.Fatal(err)
 		}
 		for _, e := range res.Entries {
-			if e.Announcer == announcer {
+			if e.Announcer == announcer && !e.Withdrawn {
 				out = append(out, nd.ID())
 			}
 		}

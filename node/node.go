@@ -62,8 +62,9 @@ type Node struct {
 
 	stats     counters
 	guard     *guard
-	refused   *tally // requests and routing-table entries turned away
-	rejected  *tally // PUTs refused, by reason
+	refused   *tally       // requests and routing-table entries turned away
+	rejected  *tally       // PUTs refused, by reason
+	policy    lookupPolicy // the zero value; tests turn protections off
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -92,8 +93,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		store:     cfg.Store,
 		announced: make(map[records.Key]announcement),
 		bridged:   make(map[records.Key][]netip.AddrPort),
-		refused:   newTally(refusalNames),
-		rejected:  newTally(rejectNames),
+		refused:   newTally(slices.Concat(refusalNames, vouchRefusalNames)),
+		rejected:  newTally(slices.Concat(rejectNames, vouchRejectNames)),
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)

@@ -134,9 +134,10 @@ func (n *Node) servePut(ctx context.Context, remote peer.ID, remoteIP netip.Addr
 	return resp
 }
 
-// acceptPut verifies and stores a record. The endpoint IP is the one the
-// record arrived from, never one the record names, so nobody can make the DHT
-// point at a third party.
+// acceptPut verifies and stores a record. A signed address must be the one
+// the record arrived from, and a record without one is stored with that
+// address, so nobody can make the DHT point at a third party; bridged
+// endpoints must be global (see checkVouchable).
 // The second result names the reason of a refusal (see rejectReason).
 func (n *Node) acceptPut(ctx context.Context, remote peer.ID, remoteIP netip.Addr, envelope []byte) (*pb.Response, string) {
 	if !remoteIP.IsValid() {
@@ -152,6 +153,9 @@ func (n *Node) acceptPut(ctx context.Context, remote peer.ID, remoteIP netip.Add
 	}
 	if err := rec.Validate(n.now(), n.cfg.MaxRecordTTL); err != nil {
 		return failure(pb.Status_REJECTED, err), rejectReason(err)
+	}
+	if why, err := n.checkVouchable(rec, remoteIP); err != nil {
+		return failure(pb.Status_REJECTED, err), why
 	}
 	err = n.store.Put(ctx, records.Entry{Record: rec, IP: remoteIP.Unmap(), Envelope: envelope})
 	switch {
@@ -175,7 +179,12 @@ func (n *Node) serveGet(ctx context.Context, localIP netip.Addr, get *pb.Get) *p
 		return failure(pb.Status_BAD_REQUEST, err)
 	}
 	want := min(int(get.GetWant()), MaxWant)
-	res, err := n.store.Get(ctx, key, want)
+	var res records.Result
+	if sg, ok := n.store.(records.SaltedGetter); ok {
+		res, err = sg.GetSalted(ctx, key, want, get.GetSalt())
+	} else {
+		res, err = n.store.Get(ctx, key, want)
+	}
 	if err != nil {
 		n.log.Warn("record store failed", "err", err)
 		return failure(pb.Status_INTERNAL, errors.New("node: store failed"))

@@ -88,7 +88,7 @@ func (n *Node) PublishBridged(ctx context.Context, key records.Key, endpoints []
 	if n.ctx.Err() != nil {
 		return AnnounceResult{}, ErrClosed
 	}
-	eps := bridgeable(endpoints)
+	eps := bridgeable(endpoints, n.cfg.LocalBridgedEndpoints)
 	if len(eps) == 0 {
 		return AnnounceResult{}, n.WithdrawBridged(ctx, key)
 	}
@@ -136,15 +136,16 @@ func (n *Node) Bridged() map[records.Key][]netip.AddrPort {
 }
 
 // bridgeable keeps the first records.MaxEndpoints distinct endpoints a
-// bridged record may carry.
-func bridgeable(endpoints []netip.AddrPort) []netip.AddrPort {
+// bridged record may carry: global ones only, unless local is set (see
+// Config.LocalBridgedEndpoints), since storing nodes refuse the others.
+func bridgeable(endpoints []netip.AddrPort, local bool) []netip.AddrPort {
 	var out []netip.AddrPort
 	for _, ep := range endpoints {
 		if len(out) == records.MaxEndpoints {
 			break
 		}
 		ep = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
-		if records.CheckEndpoint(ep) != nil || slices.Contains(out, ep) {
+		if records.CheckEndpoint(ep) != nil || (!local && !records.IsGlobal(ep.Addr())) || slices.Contains(out, ep) {
 			continue
 		}
 		out = append(out, ep)
@@ -186,9 +187,8 @@ func (n *Node) publish(ctx context.Context, key records.Key, port uint16, seed, 
 			rec.Expires = n.now().Add(min(n.cfg.RecordTTL, n.cfg.BridgedRecordTTL))
 		}
 	}
-	env, err := records.Seal(rec, n.key)
-	if err != nil {
-		return AnnounceResult{}, err
+	if _, err := records.Seal(rec, n.key); err != nil {
+		return AnnounceResult{}, err // unfit whatever the address
 	}
 	candidates, _, err := n.closest(ctx, key)
 	if err != nil {
@@ -200,7 +200,7 @@ func (n *Node) publish(ctx context.Context, key records.Key, port uint16, seed, 
 	for len(candidates) > 0 && res.StoredOn < m {
 		wave := candidates[:min(m-res.StoredOn, len(candidates))]
 		candidates = candidates[len(wave):]
-		ok, waveErrs := n.putAll(ctx, wave, rec, env)
+		ok, waveErrs := n.putAll(ctx, wave, rec)
 		res.StoredOn += ok
 		errs = append(errs, waveErrs...)
 		if ctx.Err() != nil {
@@ -216,9 +216,10 @@ func (n *Node) publish(ctx context.Context, key records.Key, port uint16, seed, 
 	return res, nil
 }
 
-// putAll sends the record to every peer in parallel; this node stores its
-// own copy directly.
-func (n *Node) putAll(ctx context.Context, peers []peer.ID, rec records.Record, env []byte) (int, []error) {
+// putAll sends the record to every peer in parallel, each copy signed with
+// the address that peer sees (sealFor); this node stores its own copy
+// directly.
+func (n *Node) putAll(ctx context.Context, peers []peer.ID, rec records.Record) (int, []error) {
 	var (
 		mu   sync.Mutex
 		ok   int
@@ -227,12 +228,14 @@ func (n *Node) putAll(ctx context.Context, peers []peer.ID, rec records.Record, 
 	)
 	for _, p := range peers {
 		wg.Go(func() {
-			var err error
-			if p == n.host.ID() {
+			rec, env, err := n.sealFor(ctx, p, rec)
+			switch {
+			case err != nil:
+			case p == n.host.ID():
 				// The zero IP marks our own record; GET fills in the address
 				// the asker reached us on.
 				err = n.store.Put(ctx, records.Entry{Record: rec, Envelope: env})
-			} else {
+			default:
 				_, err = n.request(ctx, p, &pb.Request{Body: &pb.Request_Put{Put: &pb.Put{Envelope: env}}})
 			}
 			mu.Lock()

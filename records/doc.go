@@ -16,16 +16,52 @@
 //
 // A Record says "peer Announcer has a BitTorrent client on Port for swarm
 // Key until Expires", with a sequence number (the highest wins), a seed
-// flag, and Withdrawn to ask storing nodes to delete the announcer's
-// record. It carries no IP: the storing node takes the IP from the
-// connection the record arrived on, so nobody can make it name a third
-// party's address. A bridged record (Bridged, Endpoints) is the exception:
-// it names up to MaxEndpoints peers the announcer learned elsewhere, and
-// lives at most MaxBridgedTTL.
+// flag, and Withdrawn for a tombstone. A bridged record (Bridged,
+// Endpoints) names up to MaxEndpoints peers the announcer learned
+// elsewhere, and lives at most MaxBridgedTTL.
+//
+// # Record format
+//
+// A record is a libp2p signed envelope (domain EnvelopeDomain, at most
+// MaxEnvelopeSize bytes) around a protobuf PeerRecord (internal/pb): key,
+// announcer, port, seed, seq, expiry, withdrawn, bridged, endpoints and,
+// from version 2 on, addr. The envelope's payload type names the version:
+//
+//   - /kadtracker/peer-record/2 (PayloadTypeV2): the record carries Addr,
+//     the announcer's own address as the storing nodes see it, signed. Its
+//     client's endpoint is Addr:Port. Storing nodes refuse it from any other
+//     address, and lookups serve direct endpoints only from such records.
+//     Bridged records carry it too: lookups count bridges by it.
+//   - /kadtracker/peer-record/1 (PayloadType): no address. Tombstones and
+//     the records of older announcers. A storing node still stores an old
+//     direct record at the address it came from (for older lookups), but
+//     current lookups do not serve it: only that storing node vouches for
+//     the address.
+//
+// Open refuses an envelope whose payload type disagrees with its payload
+// (an address under version 1, none under version 2).
+//
+// # Withdrawals
+//
+// A record with Withdrawn set is a tombstone: signed like any record, with
+// the seq after the record it withdraws and the expiry that record had (or
+// later). Stores keep it in the announcer's place until it expires, serve
+// it, and count it as neither seed nor leecher, so that a storing node that
+// replays the withdrawn record loses to those that hold the tombstone.
+//
+// # Bridged endpoints
+//
+// Endpoints of a bridged record are only as good as the bridge that signed
+// them. Storing nodes refuse, and lookups drop, endpoints that are not
+// global unicast (IsGlobal) unless a test network on loopback says
+// otherwise; lookups serve an endpoint only when enough bridges at
+// distinct addresses name it (node.Config.BridgeQuorum).
+//
+// # Sealing and opening
 //
 // Seal signs a record into a libp2p signed envelope (core/record) with the
 // announcer's key, under the signature domain EnvelopeDomain and the
-// payload type PayloadType; the payload is the protobuf PeerRecord of
+// payload type of its version; the payload is the protobuf PeerRecord of
 // internal/pb, marshalled deterministically. Open is the only way in from
 // the network: it checks the size (MaxEnvelopeSize), the signature, the
 // payload type, a strict parse of the payload (unknown fields are
@@ -43,8 +79,8 @@
 // A Store holds the records a node keeps for others: an Entry is the
 // Record, the IP it came from (the zero IP for a record of this node's
 // own), and the envelope, served verbatim. Put replaces an announcer's
-// record when its Seq is higher (ErrStale otherwise) and deletes it on a
-// withdrawn one; Get returns up to want entries of a key, a random choice
+// record when its Seq is higher (ErrStale otherwise) and keeps a withdrawn one as a
+// tombstone in its place until it expires; Get returns up to want entries of a key, a random choice
 // when more are stored, with the key's seed and leecher counts; Expire
 // sweeps; List and Stats serve the local API. Put does not verify: its
 // Entry must hold what Open returned.

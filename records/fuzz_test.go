@@ -70,6 +70,9 @@ func checkRecord(t *testing.T, r Record) {
 	if _, err := KeyFromMultihash(r.Key.Multihash()); err != nil {
 		t.Fatalf("accepted key %x: %v", r.Key.Multihash(), err)
 	}
+	if a := r.Addr; a.IsValid() && (a.Is4In6() || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast()) {
+		t.Fatalf("accepted address %s", a)
+	}
 	p, err := r.MarshalRecord()
 	if err != nil {
 		t.Fatalf("MarshalRecord(accepted): %v", err)
@@ -169,9 +172,15 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	wrongAnnouncer := sealRaw(t, b.priv, &rawRecord{EnvelopeDomain, PayloadType, goodPayload})
 	tampered := bytes.Clone(good)
 	tampered[len(tampered)-1] ^= 1
+	// Version 2: the signed address, and payload types that disagree with it.
+	signed := seal(t, a, Record{Key: k1, Port: 6881, Addr: netip.MustParseAddr("203.0.113.9"), Seq: 5, Expires: exp}, testIP).Envelope
+	signedPayload := payload(Record{Key: k1, Announcer: a.id, Port: 6881, Addr: netip.MustParseAddr("2001:db8::9"), Seq: 5, Expires: exp})
+	v2InV1 := sealRaw(t, a.priv, &rawRecord{EnvelopeDomain, PayloadType, signedPayload})
+	v1InV2 := sealRaw(t, a.priv, &rawRecord{EnvelopeDomain, PayloadTypeV2, goodPayload})
+	shortAddr := protowire.AppendBytes(protowire.AppendTag(bytes.Clone(goodPayload), 10, protowire.BytesType), []byte{1, 2, 3})
 
 	corpora := map[string][][]byte{
-		"FuzzOpen": {good, goodV2, withdrawn, tampered, wrongAnnouncer, good[:40], []byte("garbage"), {}},
+		"FuzzOpen": {good, goodV2, withdrawn, tampered, wrongAnnouncer, good[:40], []byte("garbage"), {}, signed, v2InV1, v1InV2},
 		"FuzzUnmarshalRecord": {
 			goodPayload,
 			payload(Record{Key: k2, Announcer: b.id, Seq: 9, Expires: exp, Withdrawn: true}),
@@ -179,6 +188,8 @@ func TestWriteFuzzCorpus(t *testing.T) {
 			goodPayload[:len(goodPayload)-2],
 			{0x18, 0x80, 0x80, 0x04}, // port 65536 only
 			{},
+			signedPayload,
+			shortAddr,
 		},
 		"FuzzKeyFromMultihash": {
 			k1.Multihash(), k2.Multihash(),

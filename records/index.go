@@ -1,6 +1,9 @@
 package records
 
 import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
@@ -76,6 +79,13 @@ type slot struct {
 	src       int32 // index in its source's refs; -1 for our own records
 	port      uint16
 	seed      bool
+	// withdrawn marks a tombstone: it holds the announcer's place (and
+	// seq) until it expires, counts towards the caps, and is served but
+	// counted neither seed nor leecher.
+	withdrawn bool
+	// signed: the record's Addr is ip (version 2; the storing node checked
+	// they match). Our own records have no ip: their Addr is in the envelope.
+	signed bool
 }
 
 func newIndex(opts Options) *index {
@@ -202,17 +212,13 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 		// An expired record is as good as absent: any seq replaces it.
 		if old.expires > nowMs {
 			switch {
-			case e.Seq == old.seq && !e.Withdrawn && string(e.Envelope) == old.envelope:
+			case e.Seq == old.seq && string(e.Envelope) == old.envelope:
 				return plan{op: opNone}, nil
 			case e.Seq <= old.seq:
 				return plan{}, fmt.Errorf("%w: seq %d, stored %d", ErrStale, e.Seq, old.seq)
 			}
 		}
-		if e.Withdrawn {
-			p.op = opDelete
-			return p, nil
-		}
-		if was, _ := ks.bridgedOf(old.announcer); e.Bridged && !was {
+		if was, _ := ks.bridgedOf(old.announcer); e.Bridged && !e.Withdrawn && !was {
 			if err := x.checkBridged(ks, e); err != nil {
 				return plan{}, err
 			}
@@ -225,19 +231,19 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 		}
 		p.op = opReplace
 		p.s = x.newSlot(e)
-		p.bridged, p.eps = e.Bridged, slices.Clone(e.Endpoints)
+		p.bridged, p.eps = e.Bridged && !e.Withdrawn, slices.Clone(e.Endpoints)
 		return p, nil
 	}
-	if e.Withdrawn {
-		return plan{op: opNone}, nil // nothing to withdraw; not stored
-	}
+	// A tombstone for a record not (or no longer) stored here is stored
+	// all the same: the record may arrive late, or be replayed, and must
+	// lose to it.
 	if ks != nil && x.limits.PeersPerKey > 0 && len(ks.slots) >= x.limits.PeersPerKey {
 		return plan{}, fmt.Errorf("%w: %d peers for %s", ErrKeyFull, len(ks.slots), e.Key)
 	}
 	if n := x.announcers[e.Announcer].keys; x.limits.KeysPerAnnouncer > 0 && int(n) >= x.limits.KeysPerAnnouncer {
 		return plan{}, fmt.Errorf("%w: %s holds records for %d infohashes", ErrAnnouncerFull, e.Announcer, n)
 	}
-	if e.Bridged {
+	if e.Bridged && !e.Withdrawn {
 		if err := x.checkBridged(ks, e); err != nil {
 			return plan{}, err
 		}
@@ -260,7 +266,7 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 	}
 	p.op = opInsert
 	p.s = x.newSlot(e)
-	p.bridged, p.eps = e.Bridged, slices.Clone(e.Endpoints)
+	p.bridged, p.eps = e.Bridged && !e.Withdrawn, slices.Clone(e.Endpoints)
 	return p, nil
 }
 
@@ -331,6 +337,8 @@ func (x *index) newSlot(e Entry) slot {
 		seq:       e.Seq,
 		port:      e.Port,
 		seed:      e.Seed,
+		withdrawn: e.Withdrawn,
+		signed:    e.Addr.IsValid() && e.Addr == e.IP.Unmap(),
 	}
 }
 
@@ -414,8 +422,9 @@ func (x *index) delete(k Key, i int) {
 }
 
 // get answers Get; want <= 0 returns only the counts. Entries get copies of
-// the envelopes, all in one buffer.
-func (x *index) get(k Key, want int, now time.Time) Result {
+// the envelopes, all in one buffer. A nonzero salt chooses the entries by
+// salt (see GetSalted) instead of at random when more than want are live.
+func (x *index) get(k Key, want int, now time.Time, salt uint64) Result {
 	ks := x.keys[k]
 	if ks == nil {
 		return Result{}
@@ -442,6 +451,7 @@ func (x *index) get(k Key, want int, now time.Time) Result {
 			continue
 		}
 		switch {
+		case s.withdrawn:
 		case s.port == 0: // a bridged record without a client of its own
 		case s.seed:
 			res.Seeds++
@@ -463,7 +473,9 @@ func (x *index) get(k Key, want int, now time.Time) Result {
 	if len(pick) == 0 {
 		return res
 	}
-	if res.More {
+	if res.More && salt != 0 {
+		pick = x.pickSalted(ks, nowMs, salt, pick[:0])
+	} else if res.More {
 		// The reservoir is a uniform set but not in uniform order: the
 		// first slots tend to stay in front. Shuffle it.
 		for i := len(pick) - 1; i > 0; i-- {
@@ -487,9 +499,41 @@ func (x *index) get(k Key, want int, now time.Time) Result {
 	return res
 }
 
+// pickSalted returns the len(pick) live slots of ks that rank first by
+// saltRank: every storing node holding the same records picks the same ones
+// for one salt, so an asker can count how many of them vouch for each.
+func (x *index) pickSalted(ks *keySet, nowMs int64, salt uint64, pick []int32) []int32 {
+	want := cap(pick)
+	type ranked struct {
+		rank uint64
+		i    int32
+	}
+	all := make([]ranked, 0, len(ks.slots))
+	for i := range ks.slots {
+		if ks.slots[i].expires > nowMs {
+			all = append(all, ranked{saltRank(salt, ks.slots[i].announcer), int32(i)})
+		}
+	}
+	slices.SortFunc(all, func(a, b ranked) int { return cmp.Compare(a.rank, b.rank) })
+	for _, r := range all[:min(want, len(all))] {
+		pick = append(pick, r.i)
+	}
+	return pick
+}
+
+// saltRank orders announcers for one salt. A cryptographic hash: the salt
+// is the asker's random choice, and no announcer can pick an ID that ranks
+// first for most salts.
+func saltRank(salt uint64, a peer.ID) uint64 {
+	var buf [64]byte // peer IDs of ed25519 keys are 38 bytes
+	in := append(binary.BigEndian.AppendUint64(buf[:0], salt), a...)
+	sum := sha256.Sum256(in)
+	return binary.BigEndian.Uint64(sum[:])
+}
+
 // entry makes the Entry for s, with env as its envelope.
 func (s *slot) entry(k Key, env []byte) Entry {
-	return Entry{
+	e := Entry{
 		Record: Record{
 			Key:       k,
 			Announcer: s.announcer,
@@ -497,10 +541,15 @@ func (s *slot) entry(k Key, env []byte) Entry {
 			Seed:      s.seed,
 			Seq:       s.seq,
 			Expires:   time.UnixMilli(s.expires),
+			Withdrawn: s.withdrawn,
 		},
 		IP:       s.ip,
 		Envelope: env,
 	}
+	if s.signed {
+		e.Addr = s.ip
+	}
+	return e
 }
 
 // randN returns a uniform integer in [0, n), n > 0 (Lemire's method).
@@ -597,7 +646,7 @@ func (x *index) busiest(n int, now time.Time) []KeyCount {
 		c := KeyCount{Key: k}
 		for i := range ks.slots {
 			switch s := &ks.slots[i]; {
-			case s.expires <= nowMs:
+			case s.expires <= nowMs, s.withdrawn:
 			case s.seed:
 				c.Seeds++
 			default:

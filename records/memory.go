@@ -44,6 +44,11 @@ func (m *Memory) Put(ctx context.Context, e Entry) error {
 
 // Get implements Store.
 func (m *Memory) Get(ctx context.Context, k Key, want int) (Result, error) {
+	return m.GetSalted(ctx, k, want, 0)
+}
+
+// GetSalted implements SaltedGetter.
+func (m *Memory) GetSalted(ctx context.Context, k Key, want int, salt uint64) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
@@ -53,7 +58,7 @@ func (m *Memory) Get(ctx context.Context, k Key, want int) (Result, error) {
 	if m.x == nil {
 		return Result{}, ErrClosed
 	}
-	return m.x.get(k, want, now), nil
+	return m.x.get(k, want, now, salt), nil
 }
 
 // Remove implements Store.

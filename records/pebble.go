@@ -203,6 +203,11 @@ func (s *Pebble) putEvicting(ctx context.Context, p plan, a peer.ID) error {
 
 // Get implements Store; it is served from memory.
 func (s *Pebble) Get(ctx context.Context, k Key, want int) (Result, error) {
+	return s.GetSalted(ctx, k, want, 0)
+}
+
+// GetSalted implements SaltedGetter.
+func (s *Pebble) GetSalted(ctx context.Context, k Key, want int, salt uint64) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
@@ -212,7 +217,7 @@ func (s *Pebble) Get(ctx context.Context, k Key, want int) (Result, error) {
 	if s.x == nil {
 		return Result{}, ErrClosed
 	}
-	return s.x.get(k, want, now), nil
+	return s.x.get(k, want, now, salt), nil
 }
 
 // Remove implements Store.
@@ -356,9 +361,6 @@ func decodeStored(key string, value []byte) (Entry, error) {
 	r, err := Open(env)
 	if err != nil {
 		return Entry{}, err
-	}
-	if r.Withdrawn {
-		return Entry{}, fmt.Errorf("%w: a withdrawal is stored", errBadValue)
 	}
 	if want := dsKey(r.Key, r.Announcer).String(); key != want {
 		return Entry{}, fmt.Errorf("%w: stored under %q, record is %q", errBadValue, key, want)

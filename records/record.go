@@ -24,8 +24,16 @@ const (
 	MaxEnvelopeSize = 2048
 )
 
-// PayloadType is the envelope payload type of a peer record.
-var PayloadType = []byte("/kadtracker/peer-record/1")
+// Envelope payload types of a peer record. Version 2 adds the signed
+// address (Record.Addr) and is used exactly when a record has one; version
+// 1 is the format before it, still read: tombstones and bridged records
+// without a client of their own need no address, and a direct record of
+// version 1 (an older announcer) is stored but no lookup serves its
+// endpoint, which only the storing node vouched for.
+var (
+	PayloadType   = []byte("/kadtracker/peer-record/1")
+	PayloadTypeV2 = []byte("/kadtracker/peer-record/2")
+)
 
 // Errors a record can fail with. Open and Validate wrap them with details.
 var (
@@ -43,24 +51,38 @@ var (
 // public tracker. Only bridged records carry endpoints, at most
 // MaxEndpoints, and they live at most MaxBridgedTTL: whoever signs one
 // vouches for addresses the storing node cannot check, so they are few,
-// short-lived and marked as such to whoever reads them.
+// short-lived and marked as such to whoever reads them, must be global
+// (CheckGlobalEndpoint), and are served only when several bridges agree
+// (see the package doc).
 const (
 	MaxEndpoints  = 40
 	MaxBridgedTTL = 30 * time.Minute
 )
 
 // Record is what an announcing node signs: "peer Announcer has a BitTorrent
-// client on Port for swarm Key until Expires". The endpoint IP is not in it:
-// the storing node takes it from the connection the record arrived on.
+// client at Addr:Port for swarm Key until Expires". Addr is the address
+// the storing nodes see the announcer connect from (the announcer learns
+// it from its connections and identify's observed addresses); a storing
+// node refuses a record whose Addr is not the connection's source, so a
+// storing node cannot point a lookup at a third party, nor can an
+// announcer (see Entry.Endpoint).
 type Record struct {
 	Key       Key
 	Announcer peer.ID
 	Port      uint16
 	Seed      bool
+	// Addr is the announcer's own address, signed (payload type 2); the
+	// zero Addr in records of version 1 and in most tombstones. A bridged
+	// record carries it too: lookups count bridges by their address.
+	Addr netip.Addr
 	// Seq orders an announcer's records for a key; the highest wins.
 	Seq     uint64
 	Expires time.Time // carried with millisecond precision
-	// Withdrawn asks storing nodes to delete the announcer's record for Key.
+	// Withdrawn makes the record a tombstone: it replaces the announcer's
+	// record for Key, outranks every lower Seq, and is stored and served
+	// until it expires (the announcer gives it the TTL its last record
+	// had), so a storing node that still has the older record loses to
+	// those that have the tombstone.
 	Withdrawn bool
 	// Bridged marks a record carrying Endpoints; Port may then be 0 (no
 	// client of the announcer's own). See MaxEndpoints.
@@ -81,8 +103,19 @@ type Entry struct {
 }
 
 // Endpoint is the BitTorrent client's address: the announcer's own client
-// (invalid for a bridged record with Port 0).
-func (e Entry) Endpoint() netip.AddrPort { return netip.AddrPortFrom(e.IP, e.Port) }
+// (invalid for a bridged record with Port 0). It is the signed Addr when
+// the record has one, else the address the storing node saw (version 1),
+// which only the storing node vouches for.
+func (e Entry) Endpoint() netip.AddrPort {
+	if e.Addr.IsValid() {
+		return netip.AddrPortFrom(e.Addr, e.Port)
+	}
+	return netip.AddrPortFrom(e.IP, e.Port)
+}
+
+// Signed reports whether the record's endpoint is signed by its announcer
+// (version 2).
+func (r Record) Signed() bool { return r.Addr.IsValid() }
 
 // MaxClockSkew is how far past now+maxTTL Validate still accepts an expiry.
 const MaxClockSkew = time.Minute
@@ -140,11 +173,15 @@ func Open(envelope []byte) (Record, error) {
 	}
 	// The signature verified, so the payload type is what the signer meant.
 	// ConsumeTypedEnvelope does not look at it: check it before the payload.
-	if !bytes.Equal(env.PayloadType, PayloadType) {
+	if !bytes.Equal(env.PayloadType, PayloadType) && !bytes.Equal(env.PayloadType, PayloadTypeV2) {
 		return Record{}, fmt.Errorf("%w: unknown payload type %q", ErrMalformed, env.PayloadType)
 	}
 	if err != nil {
 		return Record{}, err // a payload error from UnmarshalRecord, already ErrMalformed
+	}
+	if !bytes.Equal(env.PayloadType, r.Codec()) {
+		// Version 1 has no address; version 2 always has one.
+		return Record{}, fmt.Errorf("%w: payload type %q for a record %s an address", ErrMalformed, env.PayloadType, map[bool]string{true: "with", false: "without"}[r.Signed()])
 	}
 	signer, err := peer.IDFromPublicKey(env.PublicKey)
 	if err != nil {
@@ -175,8 +212,14 @@ func (r Record) Validate(now time.Time, maxTTL time.Duration) error {
 // Domain is the envelope signature domain, EnvelopeDomain (libp2p record.Record).
 func (Record) Domain() string { return EnvelopeDomain }
 
-// Codec is the envelope payload type, PayloadType (libp2p record.Record).
-func (Record) Codec() []byte { return bytes.Clone(PayloadType) }
+// Codec is the envelope payload type (libp2p record.Record): PayloadTypeV2
+// for a record with an address, PayloadType otherwise.
+func (r Record) Codec() []byte {
+	if r.Signed() {
+		return bytes.Clone(PayloadTypeV2)
+	}
+	return bytes.Clone(PayloadType)
+}
 
 // MarshalRecord returns the protobuf payload (libp2p record.Record). Expires
 // is truncated to milliseconds.
@@ -223,6 +266,13 @@ func (r *Record) UnmarshalRecord(b []byte) error {
 	if len(m.Endpoints) > MaxEndpoints {
 		return fmt.Errorf("%w: %d endpoints, max %d", ErrMalformed, len(m.Endpoints), MaxEndpoints)
 	}
+	if len(m.Addr) > 0 {
+		a, ok := netip.AddrFromSlice(m.Addr)
+		if !ok || (len(m.Addr) != 4 && len(m.Addr) != 16) {
+			return fmt.Errorf("%w: address of %d bytes, want 4 or 16", ErrMalformed, len(m.Addr))
+		}
+		out.Addr = a
+	}
 	for _, b := range m.Endpoints {
 		ep, err := decodeEndpoint(b)
 		if err != nil {
@@ -257,6 +307,11 @@ func (r Record) check() error {
 		return errors.New("bridged record without endpoints")
 	case len(r.Endpoints) > MaxEndpoints:
 		return fmt.Errorf("%d endpoints, max %d", len(r.Endpoints), MaxEndpoints)
+	}
+	if r.Addr.IsValid() {
+		if err := checkEndpoint(netip.AddrPortFrom(r.Addr, 1)); err != nil {
+			return fmt.Errorf("address: %w", err)
+		}
 	}
 	for i, ep := range r.Endpoints {
 		if err := checkEndpoint(ep); err != nil {
@@ -317,7 +372,15 @@ func (r Record) toPB() *pb.PeerRecord {
 		Withdrawn:     r.Withdrawn,
 		Bridged:       r.Bridged,
 		Endpoints:     r.endpointsPB(),
+		Addr:          addrPB(r.Addr),
 	}
+}
+
+func addrPB(a netip.Addr) []byte {
+	if !a.IsValid() {
+		return nil
+	}
+	return a.AsSlice()
 }
 
 func (r Record) endpointsPB() [][]byte {

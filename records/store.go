@@ -152,7 +152,7 @@ func (o Options) clock() func() time.Time {
 // Result is the answer to Get.
 type Result struct {
 	Entries  []Entry // at most want, a random choice when more are stored
-	Seeds    int     // all unexpired seeds for the key
+	Seeds    int     // all unexpired seeds for the key (tombstones not counted)
 	Leechers int     // all unexpired leechers for the key
 	More     bool    // more entries were stored than returned
 }
@@ -170,7 +170,9 @@ type Stats struct {
 type Store interface {
 	// Put stores e, replacing the announcer's record for the key when e.Seq is
 	// higher (an identical envelope again is a no-op, not an error). A Withdrawn
-	// record deletes the announcer's record and is not stored. At the
+	// record is a tombstone: it replaces the announcer's record, or is stored
+	// without one, and holds its place until it expires, so an older record
+	// arriving later is ErrStale; Get serves it, uncounted. At the
 	// store-wide caps it evicts a record by the Limits policy. Errors:
 	// ErrExpired, ErrStale, ErrKeyFull, ErrStoreFull, ErrAnnouncerFull,
 	// ErrIPFull, ErrKeyIPFull, ErrClosed.
@@ -191,6 +193,21 @@ type Store interface {
 	Stats() Stats
 	Close() error
 }
+
+// SaltedGetter is a Store that can choose Get's entries by a salt rather
+// than at random: when more than want are live, the want whose announcers
+// rank first for salt (a hash of salt and announcer ID). Storing nodes that
+// hold the same records then answer one asker with the same ones, and the
+// asker can tell which records several of them vouch for; a fresh salt per
+// lookup still spreads the choice over the swarm. Salt 0 is Get.
+type SaltedGetter interface {
+	GetSalted(ctx context.Context, k Key, want int, salt uint64) (Result, error)
+}
+
+var (
+	_ SaltedGetter = (*Memory)(nil)
+	_ SaltedGetter = (*Pebble)(nil)
+)
 
 // KeyCount is one infohash's unexpired records, for a status page.
 type KeyCount struct {

@@ -166,7 +166,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T, opts Options) Store) {
 	})
 
 	t.Run("Withdraw", func(t *testing.T) {
-		s, _ := setup(t, Limits{})
+		s, c := setup(t, Limits{})
 		put(t, s, seal(t, ids[0], rec(k1, 2, expire), testIP))
 		put(t, s, seal(t, ids[1], rec(k1, 1, expire), testIP))
 		wd := func(id testIdentity, k Key, seq uint64) Entry {
@@ -178,19 +178,44 @@ func runStoreSuite(t *testing.T, open func(t *testing.T, opts Options) Store) {
 			}
 		}
 		put(t, s, wd(ids[0], k1, 3))
+		// The tombstone replaces the record, is served, and counts as
+		// neither seed nor leecher.
 		res := get(t, s, k1, 10)
-		if len(res.Entries) != 1 || res.Entries[0].Announcer != ids[1].id {
-			t.Fatalf("after withdraw: %+v, want only announcer 1", res)
+		live := 0
+		for _, e := range res.Entries {
+			switch {
+			case e.Announcer == ids[0].id && (!e.Withdrawn || e.Seq != 3):
+				t.Fatalf("announcer 0 served %+v, want its tombstone of seq 3", e.Record)
+			case !e.Withdrawn:
+				live++
+			}
 		}
-		// Withdrawing what is not stored is fine and stores nothing.
-		put(t, s, wd(ids[2], k1, 1))
+		if len(res.Entries) != 2 || live != 1 || res.Leechers != 1 || res.Seeds != 0 {
+			t.Fatalf("after withdraw: %+v, want announcer 1 and a tombstone, 1 leecher", res)
+		}
+		// The withdrawn record replayed, or any older one, loses to it.
+		if err := s.Put(ctx, seal(t, ids[0], rec(k1, 2, expire), testIP)); !errors.Is(err, ErrStale) {
+			t.Errorf("withdrawn record replayed = %v, want ErrStale", err)
+		}
+		// Withdrawing what is not stored stores the tombstone, so that the
+		// record, arriving late, loses to it.
+		put(t, s, wd(ids[2], k1, 5))
 		put(t, s, wd(ids[2], k2, 1))
-		if st := s.Stats(); st != (Stats{Keys: 1, Records: 1}) {
-			t.Errorf("Stats = %+v, want 1 key 1 record", st)
+		if err := s.Put(ctx, seal(t, ids[2], rec(k1, 4, expire), testIP)); !errors.Is(err, ErrStale) {
+			t.Errorf("record older than its tombstone = %v, want ErrStale", err)
 		}
-		put(t, s, wd(ids[1], k1, 9))
-		if st := s.Stats(); st != (Stats{}) {
-			t.Errorf("Stats after last withdraw = %+v, want empty", st)
+		if st := s.Stats(); st != (Stats{Keys: 2, Records: 4}) {
+			t.Errorf("Stats = %+v, want 2 keys 4 records (3 tombstones)", st)
+		}
+		// A newer record replaces the tombstone.
+		put(t, s, seal(t, ids[0], rec(k1, 4, expire), testIP))
+		if res := get(t, s, k1, 0); res.Leechers != 2 {
+			t.Errorf("after re-announce: %d leechers, want 2", res.Leechers)
+		}
+		// Tombstones expire like records.
+		c.Advance(2 * time.Hour)
+		if n, err := s.Expire(ctx); err != nil || n != 4 {
+			t.Errorf("Expire = %d, %v; want 4", n, err)
 		}
 	})
 

@@ -226,10 +226,15 @@ func (x *Put) GetEnvelope() []byte {
 }
 
 // Get asks for up to want records for a key (the infohash multihash).
+// A nonzero salt asks the storing node to choose, when it holds more than
+// want, the records whose announcers rank first for salt
+// (records.SaltedGetter), so that storing nodes holding the same records
+// answer with the same ones and the asker can count who vouches for each.
 type Get struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Want          uint32                 `protobuf:"varint,2,opt,name=want,proto3" json:"want,omitempty"`
+	Salt          uint64                 `protobuf:"varint,3,opt,name=salt,proto3" json:"salt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -274,6 +279,13 @@ func (x *Get) GetKey() []byte {
 func (x *Get) GetWant() uint32 {
 	if x != nil {
 		return x.Want
+	}
+	return 0
+}
+
+func (x *Get) GetSalt() uint64 {
+	if x != nil {
+		return x.Salt
 	}
 	return 0
 }
@@ -328,10 +340,12 @@ type Response struct {
 	Status Status                 `protobuf:"varint,1,opt,name=status,proto3,enum=kadtracker.records.v1.Status" json:"status,omitempty"`
 	Error  string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"` // why, when status is not OK
 	// Get
-	Entries  []*Entry `protobuf:"bytes,3,rep,name=entries,proto3" json:"entries,omitempty"`
-	Seeds    uint32   `protobuf:"varint,4,opt,name=seeds,proto3" json:"seeds,omitempty"`
-	Leechers uint32   `protobuf:"varint,5,opt,name=leechers,proto3" json:"leechers,omitempty"`
-	More     bool     `protobuf:"varint,6,opt,name=more,proto3" json:"more,omitempty"`
+	Entries []*Entry `protobuf:"bytes,3,rep,name=entries,proto3" json:"entries,omitempty"` // at most the Get's want, and node.MaxWant
+	// seeds and leechers are the storing node's own counts. Lookups ignore
+	// them: they count the records they verified.
+	Seeds    uint32 `protobuf:"varint,4,opt,name=seeds,proto3" json:"seeds,omitempty"`
+	Leechers uint32 `protobuf:"varint,5,opt,name=leechers,proto3" json:"leechers,omitempty"`
+	More     bool   `protobuf:"varint,6,opt,name=more,proto3" json:"more,omitempty"`
 	// Ping
 	Nonce         uint64 `protobuf:"varint,7,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -483,10 +497,11 @@ const file_wire_proto_rawDesc = "" +
 	"\x04ping\x18\x03 \x01(\v2\x1b.kadtracker.records.v1.PingH\x00R\x04pingB\x06\n" +
 	"\x04body\"!\n" +
 	"\x03Put\x12\x1a\n" +
-	"\benvelope\x18\x01 \x01(\fR\benvelope\"+\n" +
+	"\benvelope\x18\x01 \x01(\fR\benvelope\"?\n" +
 	"\x03Get\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x12\n" +
-	"\x04want\x18\x02 \x01(\rR\x04want\"\x1c\n" +
+	"\x04want\x18\x02 \x01(\rR\x04want\x12\x12\n" +
+	"\x04salt\x18\x03 \x01(\x04R\x04salt\"\x1c\n" +
 	"\x04Ping\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\xeb\x01\n" +
 	"\bResponse\x125\n" +

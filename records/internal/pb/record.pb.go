@@ -24,8 +24,10 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// PeerRecord is the signed payload of a peer record envelope
-// (payload type /kadtracker/peer-record/1).
+// PeerRecord is the signed payload of a peer record envelope. Payload type
+// /kadtracker/peer-record/2 when addr is set, /kadtracker/peer-record/1
+// (the format before addr existed) when it is not: the type says which
+// fields the signer meant, and a reader checks that they agree.
 type PeerRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`             // infohash multihash (SHA-1/20 or SHA2-256/32)
@@ -43,7 +45,12 @@ type PeerRecord struct {
 	Bridged bool `protobuf:"varint,8,opt,name=bridged,proto3" json:"bridged,omitempty"`
 	// endpoints: 6 bytes (IPv4) or 18 bytes (IPv6), address then port, big
 	// endian; 1 to records.MaxEndpoints of them, only when bridged.
-	Endpoints     [][]byte `protobuf:"bytes,9,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	Endpoints [][]byte `protobuf:"bytes,9,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// addr is the announcer's own address as the storing nodes see it (4 or
+	// 16 bytes): its client's endpoint is addr:port. A storing node refuses a
+	// record whose addr is not the address it arrived from, and lookups
+	// serve no direct endpoint without it. Set only under payload type 2.
+	Addr          []byte `protobuf:"bytes,10,opt,name=addr,proto3" json:"addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -141,6 +148,13 @@ func (x *PeerRecord) GetEndpoints() [][]byte {
 	return nil
 }
 
+func (x *PeerRecord) GetAddr() []byte {
+	if x != nil {
+		return x.Addr
+	}
+	return nil
+}
+
 // StoredEntry is the value of one record in the persistent store.
 type StoredEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -198,7 +212,7 @@ var File_records_internal_pb_record_proto protoreflect.FileDescriptor
 
 const file_records_internal_pb_record_proto_rawDesc = "" +
 	"\n" +
-	" records/internal/pb/record.proto\x12\x12kadtracker.records\"\xf4\x01\n" +
+	" records/internal/pb/record.proto\x12\x12kadtracker.records\"\x88\x02\n" +
 	"\n" +
 	"PeerRecord\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1c\n" +
@@ -209,7 +223,9 @@ const file_records_internal_pb_record_proto_rawDesc = "" +
 	"\x0fexpires_unix_ms\x18\x06 \x01(\x03R\rexpiresUnixMs\x12\x1c\n" +
 	"\twithdrawn\x18\a \x01(\bR\twithdrawn\x12\x18\n" +
 	"\abridged\x18\b \x01(\bR\abridged\x12\x1c\n" +
-	"\tendpoints\x18\t \x03(\fR\tendpoints\"9\n" +
+	"\tendpoints\x18\t \x03(\fR\tendpoints\x12\x12\n" +
+	"\x04addr\x18\n" +
+	" \x01(\fR\x04addr\"9\n" +
 	"\vStoredEntry\x12\x1a\n" +
 	"\benvelope\x18\x01 \x01(\fR\benvelope\x12\x0e\n" +
 	"\x02ip\x18\x02 \x01(\fR\x02ipB6Z4github.com/kadtracker/kadtracker/records/internal/pbb\x06proto3"

@@ -1,0 +1,421 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/kadtracker/kadtracker/records"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// What a lookup believes. A storing node can lie in its GET answer: leave
+// records out, replay old ones, or add records it made up. It cannot forge
+// a signature, so a lookup believes only what announcers signed and what
+// several storing nodes agree on:
+//
+//   - Endpoints are signed. An announcer signs its own address (Record.Addr,
+//     payload version 2); honest storing nodes refuse a record whose address
+//     is not the one it arrived from (RejectWrongAddr). A lookup serves a
+//     client's endpoint only from a signed address, never from the address a
+//     storing node reports, and counts seeds and leechers from the records it
+//     verified, never from the counts a storing node sends.
+//   - Vouching. An announcer's record is vouched for by every storing node
+//     whose answer holds a record of that announcer, and by this node's own
+//     store (which checked it at PUT). When two or more of the m closest
+//     nodes answered, a record only one of them returned is not served
+//     (Stats.Unvouched): that is what a lone hostile storing node's Sybil
+//     records, forged or replayed, look like. Records vouched for by a
+//     majority of the answering nodes come first, most vouched for first;
+//     those vouched for by at least two but fewer than a majority come
+//     after them and fill at most one place per weakShare majority records
+//     (rounded up, at least one) and at most 1/weakShare of want. Seeds and
+//     leechers count the majority records and the minority ones served.
+//     Measured (TestVouchShare, m=8, all answering, 5 honest clients, 40
+//     Sybils per hostile node, want 50): 1 hostile node gets 0 of the
+//     answer served; 2 to 4 colluding get 2 of 7 places (29% of the
+//     answer, 4% of want), ranked last; 5 (a majority) get all they
+//     return. The rule's cost is paid under churn (TestVouchChurn): with
+//     5%, 10%, 25%, 50% of the nodes replaced between two republishes, a
+//     record is not served in 0%, 0%, 0.03%, 6% of lookups, and is in the
+//     minority share in 0.1%, 1%, 20%, 74%.
+//   - Withdrawals are tombstones, signed and stored like records: the
+//     announcer's newest record wins, tombstone or not, so a storing node
+//     replaying a withdrawn record loses to those holding the tombstone.
+//   - Bridged endpoints (peers a bridge learned from classic trackers) are
+//     named by one bridge's signature only, for addresses nobody checked.
+//     A lookup serves one only when bridges at BridgeQuorum distinct
+//     addresses (IPv4 address or IPv6 /64; addresses in Limits.Exempt each
+//     count alone) name it (this node's own bridge excepted), from records
+//     vouched for as above; only global
+//     unicast endpoints unless Config.LocalBridgedEndpoints; after every
+//     direct record, and at most half the answer (bridgedShare). Measured
+//     (TestBridgeQuorum, want 50): an attacker with one address makes
+//     clients dial none of its 40 third parties (25 with quorum 1); with
+//     two addresses (two IPv4, or IPv6 in two /64s) 25 per lookup, global
+//     ones only.
+//   - GET answers are bounded: one with more entries than asked for (at most
+//     MaxWant) is refused whole (RefusedLongAnswer): a storing node cannot
+//     make a lookup check thousands of signatures.
+const (
+	// minAsk is the fewest records a lookup asks each storing node for.
+	minAsk = 32
+	// weakShare: records vouched for by fewer than a majority of the
+	// answering storing nodes fill at most 1/weakShare of an answer.
+	weakShare = 4
+	// bridgedShare: bridged endpoints fill at most 1/bridgedShare of an
+	// answer.
+	bridgedShare = 2
+)
+
+// Refusal and rejection reasons of the vouching rules, counted with the
+// others in Stats.Refused and Stats.PutsRejectedBy.
+const (
+	// RefusedLongAnswer: a GET answer with more entries than asked for.
+	RefusedLongAnswer = "long_answer"
+	// RejectWrongAddr: a record whose signed address is not the one it
+	// arrived from.
+	RejectWrongAddr = "wrong_addr"
+	// RejectLocalEndpoint: a bridged record naming an endpoint that is not
+	// global unicast (records.IsGlobal).
+	RejectLocalEndpoint = "local_endpoint"
+)
+
+var (
+	vouchRefusalNames = []string{RefusedLongAnswer}
+	vouchRejectNames  = []string{RejectWrongAddr, RejectLocalEndpoint}
+)
+
+// lookupPolicy turns the vouching rules off, one by one, for the tests
+// that show each is needed. The zero value is the protected node.
+type lookupPolicy struct {
+	takeOneWord    bool // serve records a single storing node returned
+	noWeakShare    bool // no cap on records vouched for by a minority
+	trustCounts    bool // take the largest seed and leecher counts a storing node sent
+	acceptUnsigned bool // serve version 1 records at the address the storing node reports
+	skipTombstones bool // drop tombstones before comparing sequence numbers
+	anyBridge      bool // serve a bridged endpoint one bridge names
+}
+
+// answer is one storing node's GET answer.
+type answer struct {
+	from    peer.ID
+	trusted bool // this node's own store
+	target  bool // one of the m closest nodes
+	entries []answerEntry
+	seeds   int // what the storing node claims; see lookupPolicy.trustCounts
+	leech   int
+	err     error
+}
+
+type answerEntry struct {
+	envelope []byte
+	ip       netip.Addr // where the storing node says the record came from
+}
+
+// vouched is an announcer's newest record and who returned one of its.
+type vouched struct {
+	rec     records.Record
+	ip      netip.Addr // the storing node's word, for version 1 records
+	support int        // storing nodes whose answer held a record of the announcer
+	trusted bool
+}
+
+// merge turns the answers into a lookup result by the rules above.
+func (n *Node) merge(key records.Key, answers []answer, want int, now time.Time) LookupResult {
+	pol := n.policy
+	var res LookupResult
+	opened := make(map[string]records.Record) // each envelope is verified once
+	bad := make(map[string]bool)
+	by := make(map[peer.ID]*vouched)
+	answered, claimedSeeds, claimedLeech := 0, 0, 0
+	for _, a := range answers {
+		if a.err != nil {
+			continue
+		}
+		if !a.trusted {
+			answered++
+		}
+		claimedSeeds, claimedLeech = max(claimedSeeds, a.seeds), max(claimedLeech, a.leech)
+		counted := make(map[peer.ID]bool, len(a.entries))
+		for _, ae := range a.entries {
+			rec, ok := opened[string(ae.envelope)]
+			if !ok && !bad[string(ae.envelope)] {
+				r, err := records.Open(ae.envelope)
+				switch {
+				case err != nil:
+					n.log.Debug("GET returned a bad record", "peer", a.from, "err", err)
+				case r.Key != key:
+					n.log.Debug("GET returned a record of another key", "peer", a.from, "key", r.Key)
+				case r.Validate(now, n.cfg.MaxRecordTTL) != nil:
+				default:
+					opened[string(ae.envelope)], rec, ok = r, r, true
+				}
+				if !ok {
+					bad[string(ae.envelope)] = true
+				}
+			}
+			if !ok || (pol.skipTombstones && rec.Withdrawn) {
+				continue
+			}
+			v := by[rec.Announcer]
+			if v == nil {
+				v = &vouched{rec: rec, ip: ae.ip}
+				by[rec.Announcer] = v
+			} else if rec.Seq > v.rec.Seq {
+				v.rec, v.ip = rec, ae.ip
+			}
+			if !counted[rec.Announcer] {
+				counted[rec.Announcer] = true
+				v.support++
+				v.trusted = v.trusted || a.trusted
+			}
+		}
+	}
+	need, majority := 1, 1
+	if answered >= 2 && !pol.takeOneWord {
+		need, majority = 2, answered/2+1
+	}
+
+	type ranked struct {
+		p       Peer
+		support int
+	}
+	var strong, weak []ranked
+	// Seeds and leechers count every record vouched for by a majority, and
+	// of the others only those served: a minority of storing nodes can add
+	// no more to the counts than to the peers.
+	count := func(p Peer) {
+		if p.Seed {
+			res.Seeds++
+		} else {
+			res.Leechers++
+		}
+	}
+	bridges := make(map[netip.AddrPort]map[netip.Addr]bool) // endpoint -> bridge groups
+	var bridgeFirst []netip.AddrPort                        // endpoints in the order first named
+	bridgeOf := make(map[netip.AddrPort]Peer)
+	ownBridged := make(map[netip.AddrPort]bool)
+	for _, v := range by {
+		r := v.rec
+		if r.Withdrawn {
+			continue
+		}
+		if !v.trusted && v.support < need {
+			res.Stats.Unvouched++
+			continue
+		}
+		signed := r.Signed()
+		if r.Bridged && signed {
+			group := n.bridgeGroup(r.Addr)
+			// This node's own bridge it takes at its word: the quorum guards
+			// its users against others' bridges, not against their own.
+			own := n.host != nil && r.Announcer == n.host.ID()
+			for _, ep := range r.Endpoints {
+				if !n.cfg.LocalBridgedEndpoints && !records.IsGlobal(ep.Addr()) {
+					continue
+				}
+				if bridges[ep] == nil {
+					bridges[ep] = make(map[netip.Addr]bool)
+					bridgeFirst = append(bridgeFirst, ep)
+					bridgeOf[ep] = Peer{Endpoint: ep, Announcer: r.Announcer, Expires: r.Expires, Bridged: true}
+				}
+				bridges[ep][group] = true
+				ownBridged[ep] = ownBridged[ep] || own
+			}
+		}
+		if r.Port == 0 {
+			continue // bridged endpoints only
+		}
+		addr := r.Addr
+		if !signed {
+			if !pol.acceptUnsigned || !v.ip.IsValid() {
+				res.Stats.Unsigned++
+				continue
+			}
+			addr = v.ip
+		}
+		p := ranked{Peer{Endpoint: netip.AddrPortFrom(addr, r.Port), Seed: r.Seed, Announcer: r.Announcer, Expires: r.Expires, Vouchers: v.support}, v.support}
+		if v.trusted || v.support >= majority || pol.noWeakShare {
+			strong = append(strong, p)
+			count(p.p)
+		} else {
+			weak = append(weak, p)
+		}
+	}
+	// Most vouched for first; map order breaks ties at random.
+	bySupport := func(a, b ranked) int { return b.support - a.support }
+	slices.SortStableFunc(strong, bySupport)
+	slices.SortStableFunc(weak, bySupport)
+	seen := make(map[netip.AddrPort]bool)
+	add := func(p Peer) bool {
+		if seen[p.Endpoint] || len(res.Peers) >= want {
+			return false
+		}
+		seen[p.Endpoint] = true
+		res.Peers = append(res.Peers, p)
+		return true
+	}
+	for _, p := range strong {
+		add(p.p)
+	}
+	maxWeak := len(weak)
+	if !pol.noWeakShare {
+		// One place per weakShare records vouched for by a majority
+		// (rounded up, at least one), and at most 1/weakShare of want.
+		maxWeak = min(max(1, ceilDiv(len(res.Peers), weakShare)), ceilDiv(want, weakShare))
+	}
+	for _, p := range weak {
+		if maxWeak == 0 {
+			break
+		}
+		if add(p.p) {
+			count(p.p)
+			maxWeak--
+		}
+	}
+	if pol.trustCounts {
+		res.Seeds, res.Leechers = max(res.Seeds, claimedSeeds), max(res.Leechers, claimedLeech)
+	}
+	quorum := max(1, n.cfg.BridgeQuorum)
+	if pol.anyBridge {
+		quorum = 1
+	}
+	var agreed []ranked
+	for _, ep := range bridgeFirst {
+		if k := len(bridges[ep]); k >= quorum || ownBridged[ep] {
+			p := bridgeOf[ep]
+			p.Vouchers = k
+			agreed = append(agreed, ranked{p, k})
+		}
+	}
+	slices.SortStableFunc(agreed, bySupport)
+	maxBridged := ceilDiv(want, bridgedShare)
+	for _, p := range agreed {
+		if maxBridged == 0 {
+			break
+		}
+		if add(p.p) {
+			maxBridged--
+		}
+	}
+	return res
+}
+
+// ErrWrongAddr refuses a record whose signed address is not the one it
+// arrived from.
+var ErrWrongAddr = errors.New("node: record's signed address is not the one it came from")
+
+// checkVouchable is what a storing node checks of a record beyond its
+// signature and expiry: a signed address is the connection's source, and
+// a bridged record names only global endpoints (unless
+// Config.LocalBridgedEndpoints). It returns the rejection reason too.
+func (n *Node) checkVouchable(rec records.Record, remoteIP netip.Addr) (string, error) {
+	if rec.Addr.IsValid() && rec.Addr != remoteIP.Unmap().WithZone("") {
+		return RejectWrongAddr, fmt.Errorf("%w: signed %s, came from %s", ErrWrongAddr, rec.Addr, remoteIP)
+	}
+	if n.cfg.LocalBridgedEndpoints {
+		return "", nil
+	}
+	for _, ep := range rec.Endpoints {
+		if err := records.CheckGlobalEndpoint(ep); err != nil {
+			return RejectLocalEndpoint, err
+		}
+	}
+	return "", nil
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// bridgeGroup is the unit bridges are counted by: an address a Sybil
+// cannot have many of (SourceAddr), or, in the exempt ranges (loopback,
+// LAN, mocknet), the address itself.
+func (n *Node) bridgeGroup(a netip.Addr) netip.Addr {
+	if n.cfg.Limits.Exempts(a) {
+		return a.Unmap().WithZone("")
+	}
+	return records.SourceAddr(a)
+}
+
+// signedAddr is the address to sign in a record for storing node p: the
+// one p sees this node's connections come from. Without NAT on the way
+// that is the local address of the connection; towards a global address
+// from a local one (behind NAT) it is the global address of that family
+// the host learned from identify's observed addresses or its NAT mapping.
+// The zero Addr when there is no connection to p.
+func (n *Node) signedAddr(p peer.ID) netip.Addr {
+	if p == n.host.ID() {
+		return n.ownAddr()
+	}
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		local, err := addrIP(c.LocalMultiaddr())
+		if err != nil {
+			continue
+		}
+		remote, err := addrIP(c.RemoteMultiaddr())
+		if err != nil || records.IsGlobal(local) || !records.IsGlobal(remote) {
+			return local
+		}
+		if pub := n.hostAddr(func(a netip.Addr) bool { return records.IsGlobal(a) && a.Is4() == local.Is4() }); pub.IsValid() {
+			return pub
+		}
+		return local
+	}
+	return netip.Addr{}
+}
+
+// sealFor signs rec for storing node p: with the address p will see it
+// arrive from (signedAddr), unless it is a tombstone, which needs none. It
+// connects to p first, so that there is a connection to take it from.
+func (n *Node) sealFor(ctx context.Context, p peer.ID, rec records.Record) (records.Record, []byte, error) {
+	if !rec.Withdrawn {
+		if p != n.host.ID() && n.host.Network().Connectedness(p) != network.Connected {
+			if err := n.host.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+				return rec, nil, err
+			}
+		}
+		rec.Addr = n.signedAddr(p)
+		if !rec.Addr.IsValid() {
+			return rec, nil, fmt.Errorf("node: no address of ours that %s sees", p)
+		}
+	}
+	env, err := records.Seal(rec, n.key)
+	return rec, env, err
+}
+
+// ownAddr is the address signed in the record this node stores for itself
+// (it is among the closest to its own key): its first global address, or
+// failing that its first other address, loopback last.
+func (n *Node) ownAddr() netip.Addr {
+	if a := n.hostAddr(records.IsGlobal); a.IsValid() {
+		return a
+	}
+	if a := n.hostAddr(func(a netip.Addr) bool { return !a.IsLoopback() }); a.IsValid() {
+		return a
+	}
+	return n.hostAddr(func(netip.Addr) bool { return true })
+}
+
+// hostAddr returns the first of the host's addresses that ok accepts.
+func (n *Node) hostAddr(ok func(netip.Addr) bool) netip.Addr {
+	for _, m := range n.host.Addrs() {
+		if a, err := addrIP(m); err == nil && !a.IsUnspecified() && ok(a) {
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
+// newSalt is a Get's salt: random and nonzero.
+func newSalt() uint64 {
+	for {
+		if s := rand.Uint64(); s != 0 {
+			return s
+		}
+	}
+}
