@@ -47,6 +47,8 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 	fs.BoolVar(&d.node.MDNS, "mdns", d.node.MDNS, "find peers on the local network with mDNS")
 	fs.DurationVar(&d.node.RecordTTL, "record-ttl", d.node.RecordTTL, "how long a published record lives on storing nodes")
 	fs.DurationVar(&d.node.RepublishInterval, "republish", d.node.RepublishInterval, "how often announced records are published again")
+	fs.IntVar(&d.node.BridgeQuorum, "bridged-quorum", d.node.BridgeQuorum, "serve a bridged endpoint (a peer another daemon learned from a classic tracker or TSUP) only when `N` bridges at distinct addresses name it")
+	fs.BoolVar(&d.node.LocalBridgedEndpoints, "bridged-local", d.node.LocalBridgedEndpoints, "accept and serve bridged endpoints on loopback and private addresses: for private networks and tests, never on the Internet (a bridge could point every client at their own LAN)")
 	fs.Var((*logLevel)(&d.logLevel), "log-level", "log `LEVEL`: debug, info, warn or error")
 	fs.Var(oneOf{&d.logFormat, []string{"text", "json"}}, "log-format", "log `FORMAT`: text or json")
 	d.trackerHTTP, d.trackerUDP = daemon.DefaultFrontAddr, daemon.DefaultFrontAddr

@@ -148,11 +148,14 @@ func TestTSUPPublish(t *testing.T) {
 		return file
 	}
 	fast := []string{"--tsup-hello", "200ms", "--tsup-update", "500ms", "--tsup-disconnect", "2s"}
-	bridge := startDaemon(t, append([]string{"--dht-mode", "server", "--tracker-udp", fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		"--tsup-links", linkFile("a", ports[1]), "--tsup-publish"}, fast...)...)
+	// One bridge, on loopback: the test network says so, or the DHT-only
+	// daemon would serve its endpoint to nobody.
+	local := []string{"--bridged-local", "--bridged-quorum", "1"}
+	bridge := startDaemon(t, append(append([]string{"--dht-mode", "server", "--tracker-udp", fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		"--tsup-links", linkFile("a", ports[1]), "--tsup-publish"}, fast...), local...)...)
 	plain := startDaemon(t, append([]string{"--dht=false", "--tracker-udp", fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		"--tsup-links", linkFile("b", ports[0])}, fast...)...)
-	dhtOnly := startDaemon(t, "--dht-mode", "server", "--tracker-http=", "--tracker-udp=", "--bootstrap", bridge.Addr())
+	dhtOnly := startDaemon(t, append([]string{"--dht-mode", "server", "--tracker-http=", "--tracker-udp=", "--bootstrap", bridge.Addr()}, local...)...)
 	waitRouting(t, dhtOnly, 1)
 
 	ih := [20]byte{0x75, 0x5b}

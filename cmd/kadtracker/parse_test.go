@@ -92,7 +92,9 @@ func TestParseRun(t *testing.T) {
 			"--data-dir", "/d", "--listen", "/ip4/127.0.0.1/tcp/0, /ip4/127.0.0.1/udp/0/quic-v1",
 			"--bootstrap", boot, "--rpc-socket=/s.sock", "--replication", "3", "--dht-mode", "client",
 			"--mdns", "--record-ttl", "1h", "--republish", "20m", "--log-level", "debug", "-log-format", "json",
+			"--bridged-quorum", "1", "--bridged-local",
 		}, daemonWant(func(d *daemonCmd) {
+			d.node.BridgeQuorum, d.node.LocalBridgedEndpoints = 1, true
 			d.node.DataDir, d.rpcSocket = "/d", "/s.sock"
 			d.node.ListenAddrs = addrs(t, "/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1")
 			d.node.BootstrapPeers = []peer.AddrInfo{{ID: id, Addrs: addrs(t, "/ip4/10.0.0.1/tcp/4001")}}
