@@ -432,6 +432,7 @@ func (l *loadCmd) recordsTarget(ctx context.Context, hashes [][20]byte) (*loadTa
 	cfg := node.DefaultConfig()
 	cfg.ListenAddrs = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}
 	cfg.DHTMode = node.ModeClient
+	cfg.Rendezvous, cfg.NATPortMap = false, false // a load client talks to its target only
 	cfg.BootstrapPeers = []peer.AddrInfo{target}
 	cfg.RequestTimeout = l.timeout
 	nd, err := node.New(ctx, cfg)
