@@ -93,7 +93,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := checkNoPublicNetwork(cfg, os.Getenv, inOwnNetns); err != nil {
+	if err := checkNoPublicNetwork(cfg, publicNetworkForbidden(os.Getenv), inOwnNetns); err != nil {
 		return nil, err
 	}
 	n := &Node{
