@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
@@ -69,14 +70,25 @@ func needsDNS(a ma.Multiaddr) bool {
 	return false
 }
 
-// inOwnNetns reports whether this process runs in a network namespace other
-// than that of PID 1: one a test created. Anything it cannot read counts
-// as no.
+// inOwnNetns reports whether this process runs in a network namespace that
+// `ip netns add` created (one of /run/netns), as tests that build their own
+// networks do. Anything it cannot read counts as no.
 func inOwnNetns() bool {
-	self, err := os.Readlink("/proc/self/ns/net")
+	self, err := os.Stat("/proc/self/ns/net")
 	if err != nil {
 		return false
 	}
-	init, err := os.Readlink("/proc/1/ns/net")
-	return err == nil && self != init
+	named, err := os.ReadDir(netnsDir)
+	if err != nil {
+		return false
+	}
+	for _, e := range named {
+		if fi, err := os.Stat(filepath.Join(netnsDir, e.Name())); err == nil && os.SameFile(self, fi) {
+			return true
+		}
+	}
+	return false
 }
+
+// netnsDir is where iproute2 keeps named network namespaces.
+const netnsDir = "/run/netns"
