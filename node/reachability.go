@@ -75,13 +75,18 @@ func (n *Node) portMapping() PortMappingStats {
 }
 
 // publicAddrs are the host's addresses that others on the Internet may
-// dial: public ones, those AutoNAT v2 confirmed first.
+// dial: those AutoNAT v2 confirmed, or while it has confirmed none, every
+// public address the host has (listening, observed by peers, mapped).
 func (n *Node) publicAddrs() []ma.Multiaddr {
 	n.reach.mu.Lock()
-	out := slices.Clone(n.reach.confirmed)
+	confirmed := slices.Clone(n.reach.confirmed)
 	n.reach.mu.Unlock()
+	if len(confirmed) > 0 {
+		return confirmed
+	}
+	var out []ma.Multiaddr
 	for _, a := range n.host.Addrs() {
-		if manet.IsPublicAddr(a) && !slices.ContainsFunc(out, a.Equal) {
+		if manet.IsPublicAddr(a) {
 			out = append(out, a)
 		}
 	}
