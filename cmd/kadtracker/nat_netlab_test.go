@@ -28,6 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -353,6 +354,8 @@ func TestNATHomes(t *testing.T) {
 		}
 	}
 
+	natClients(t, l, a, b)
+
 	// Home B restarts without rendezvous: its remembered peers suffice.
 	dir := b.DataDir
 	if err := b.Stop(); err != nil {
@@ -370,4 +373,90 @@ func TestNATHomes(t *testing.T) {
 	if got := natPeersOf(t, b2, ihA); !slices.Contains(got, "11.100.0.1:6882") {
 		t.Errorf("home B after restart: peers %v", got)
 	}
+}
+
+// natClients runs real BitTorrent clients across the two NATs: qBittorrent
+// in home A seeds, its own UPnP mapping its port through miniupnpd;
+// aria2 in home B downloads. Each announces only to its own daemon's
+// loopback tracker URL.
+func natClients(t *testing.T, l *natLab, a, b *daemon) {
+	t.Helper()
+	var missing []string
+	for _, bin := range []string{"mktorrent", "qbittorrent-nox", "aria2c"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	if len(missing) > 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the NAT test's clients need %v", missing)
+		}
+		t.Logf("no real clients across the NATs: %v not installed", missing)
+		return
+	}
+	slot := func(ns, ip string) labSlot {
+		return labSlot{ns: l.name(ns), wrap: []string{"ip", "netns", "exec", l.name(ns)}, ip: ip}
+	}
+	lab := &netLab{netns: true, nextPort: 20000, slots: []labSlot{slot("homeA", "192.168.1.2"), slot("homeB", "192.168.2.2")}}
+	start := time.Now()
+	tt := makeTestTorrent(t, clientFileSize, a.TrackerHTTP, b.TrackerHTTP)
+	seeder := startQBittorrentUPnP(t, clientJob{lab: lab, slot: 0, torrent: tt.Seed, dir: tt.SeedDir, seed: true})
+
+	// qBittorrent's UPnP maps its port on router A...
+	rule := fmt.Sprintf("dport %d", seeder.Port)
+	deadline := time.Now().Add(seedRecordTimeout)
+	for !strings.Contains(l.in("routerA", "nft", "list", "chain", "inet", "filter", "prerouting_miniupnpd"), rule) {
+		if time.Now().After(deadline) {
+			t.Fatalf("qBittorrent mapped no port %d through miniupnpd:\n%s", seeder.Port, l.in("routerA", "nft", "list", "ruleset"))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	// ...and home B's daemon finds it at router A's address.
+	waitSeedRecord(t, b, tt.Infohash, "11.100.0.1", seeder)
+	found := time.Now()
+	leechDir := t.TempDir()
+	leecher := startAria2(t, clientJob{lab: lab, slot: 1, torrent: tt.Leech, dir: leechDir})
+	waitFile(t, leecher, filepath.Join(leechDir, tt.Name), tt.SHA256, downloadTimeout)
+	t.Logf("across the NATs: home B's daemon found the qBittorrent seed at 11.100.0.1:%d %v after it started; aria2 downloaded %d bytes (SHA-256 matches) in %v",
+		seeder.Port, found.Sub(start).Round(time.Millisecond), clientFileSize, time.Since(found).Round(time.Millisecond))
+}
+
+// startQBittorrentUPnP is startQBittorrent as a user behind a home router
+// runs it: port forwarding (UPnP / NAT-PMP) on, as is its default.
+func startQBittorrentUPnP(t *testing.T, job clientJob) *btClient {
+	c := &btClient{Name: "qbittorrent", Port: job.lab.port(t)}
+	webPort := job.lab.port(t)
+	profile := t.TempDir()
+	confDir := filepath.Join(profile, "qBittorrent", "config")
+	if err := os.MkdirAll(confDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`[LegalNotice]
+Accepted=true
+
+[BitTorrent]
+Session\DHTEnabled=false
+Session\LSDEnabled=false
+Session\PeXEnabled=false
+Session\Port=%d
+Session\QueueingSystemEnabled=false
+Session\DefaultSavePath=%s
+
+[Network]
+PortForwardingEnabled=true
+
+[Preferences]
+Connection\ResolvePeerCountries=false
+WebUI\Address=127.0.0.1
+WebUI\Port=%d
+WebUI\LocalHostAuth=false
+`, c.Port, job.dir, webPort)
+	if err := os.WriteFile(filepath.Join(confDir, "qBittorrent.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.logs = []string{filepath.Join(profile, "qBittorrent", "data", "logs", "qbittorrent.log")}
+	c.run(t, job.lab.command(job.slot, "qbittorrent-nox",
+		"--profile="+profile, "--webui-port="+strconv.Itoa(webPort), "--torrenting-port="+strconv.Itoa(c.Port),
+		"--save-path="+job.dir, "--add-paused=false", "--skip-dialog=true", job.torrent))
+	return c
 }
