@@ -2,9 +2,11 @@ package node
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -288,4 +290,45 @@ func randomPeerID(t *testing.T) peer.ID {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// A node on loopback without port mapping or rendezvous says so in its
+// stats, and tells a newcomer in the log what to do next.
+func TestStatsReachabilityAndNextSteps(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	cfg := loopbackConfig("")
+	cfg.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	nd, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nd.Close()
+	st := nd.Stats()
+	if st.Reachability != "unknown" || st.PortMapping.Enabled || st.Rendezvous.Enabled || st.Rendezvous.State != "off" || len(st.PublicAddrs) != 0 {
+		t.Errorf("stats: reachability %q, port mapping %+v, rendezvous %+v, public %v", st.Reachability, st.PortMapping, st.Rendezvous, st.PublicAddrs)
+	}
+	if st.Network != DefaultNetwork {
+		t.Errorf("network %q", st.Network)
+	}
+	nd.LogNextSteps("http://127.0.0.1:6969/announce")
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	for _, want := range []string{"http://127.0.0.1:6969/announce", "no public address yet", "rendezvous is off"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -56,7 +56,7 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 	fs.StringVar(&d.node.Network, "network", d.node.Network, "join the kadtracker network `NAME` (separate networks never mix)")
 	fs.BoolVar(&d.node.NATPortMap, "nat-portmap", d.node.NATPortMap, "ask the router for a port mapping (UPnP, NAT-PMP) so that others can reach this node")
 	fs.BoolVar(&d.node.Rendezvous, "rendezvous", d.node.Rendezvous, "find other kadtracker nodes through the rendezvous DHT while the routing table is thin")
-	fs.Var(&bootstrapList{peers: &d.node.RendezvousBootstrap}, "rendezvous-bootstrap", "comma-separated `MULTIADDRS` the rendezvous DHT joins through, each ending in /p2p/<peer ID> (default: the public libp2p bootstrap peers)")
+	fs.Var(&bootstrapList{peers: &d.node.RendezvousBootstrap}, "rendezvous-bootstrap", "comma-separated `MULTIADDRS` the rendezvous DHT joins through, each ending in /p2p/<peer ID>; empty for none, on the first node of a private rendezvous DHT (default: the public libp2p bootstrap peers)")
 	fs.BoolVar(&d.node.RendezvousServe, "rendezvous-serve", d.node.RendezvousServe, "serve the rendezvous DHT (private networks)")
 	fs.DurationVar(&d.node.RecordTTL, "record-ttl", d.node.RecordTTL, "how long a published record lives on storing nodes")
 	fs.DurationVar(&d.node.RepublishInterval, "republish", d.node.RepublishInterval, "how often announced records are published again")
