@@ -185,6 +185,9 @@ func (c Config) Validate() error {
 	if !validNetwork(c.Network) {
 		errs = append(errs, fmt.Errorf("node: network name %q: want 1 to %d of a-z, 0-9 and -", c.Network, maxNetworkName))
 	}
+	if c.RendezvousServe && !c.Rendezvous {
+		errs = append(errs, errors.New("node: serving the rendezvous DHT needs rendezvous on"))
+	}
 	if c.Rendezvous {
 		if len(c.RendezvousBootstrap) == 0 && !c.RendezvousServe {
 			errs = append(errs, errors.New("node: rendezvous needs bootstrap peers, or to serve the rendezvous DHT itself"))

@@ -27,6 +27,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -182,12 +183,17 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if p := cfg.Protect; p.DiversityPerTable > 0 {
 		opts = append(opts, dht.RoutingTablePeerDiversityFilter(newRTDiversity(n, p.DiversityPerCpl, p.DiversityPerTable)))
 	}
-	// Subscribed before kad-dht starts, so no reachability verdict is missed.
-	sub, err := n.host.EventBus().Subscribe([]any{new(event.EvtLocalReachabilityChanged), new(event.EvtHostReachableAddrsChanged)})
+	// Subscribed before kad-dht starts, so no reachability verdict is
+	// missed; buffered for the events of join, before watchLoop reads them.
+	sub, err := n.host.EventBus().Subscribe([]any{new(event.EvtLocalReachabilityChanged), new(event.EvtHostReachableAddrsChanged)}, eventbus.BufSize(64))
 	if err != nil {
 		return nil, fmt.Errorf("node: event bus: %w", err)
 	}
-	n.wg.Go(func() { n.watchLoop(sub) })
+	defer func() {
+		if err != nil {
+			_ = sub.Close()
+		}
+	}()
 	n.dht, err = dht.New(n.host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("node: kad-dht: %w", err)
@@ -211,6 +217,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.wg.Go(func() { n.rdv.run(n.ctx) })
 	}
+	// Started once n.rdv is set, which it reads.
+	n.wg.Go(func() { n.watchLoop(sub) })
 	n.wg.Go(n.republishLoop)
 	n.wg.Go(n.sweepLoop)
 	if n.memory != nil {

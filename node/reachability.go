@@ -112,6 +112,9 @@ func (n *Node) watchLoop(sub event.Subscription) {
 				n.reach.state = e.Reachability
 				n.reach.mu.Unlock()
 				n.logReachability(e.Reachability)
+				if n.rdv != nil {
+					n.rdv.reachabilityChanged()
+				}
 			case event.EvtHostReachableAddrsChanged:
 				n.reach.mu.Lock()
 				n.reach.confirmed = slices.Clone(e.Reachable)

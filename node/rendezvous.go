@@ -12,6 +12,7 @@ import (
 	"github.com/kadtracker/kadtracker/bootstrap"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/discovery"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
@@ -95,6 +96,8 @@ type rendezvous struct {
 	ns   string
 
 	rounds, found, connected, dropped atomic.Int64
+	// wake cuts a wait short: reachability changed.
+	wake chan struct{}
 
 	mu             sync.Mutex
 	state          string
@@ -124,6 +127,7 @@ func newRendezvous(n *Node) (*rendezvous, error) {
 		disc:  drouting.NewRoutingDiscovery(d),
 		ns:    RendezvousNamespace(n.cfg.Network),
 		state: "starting",
+		wake:  make(chan struct{}, 1),
 	}, nil
 }
 
@@ -179,7 +183,7 @@ func (r *rendezvous) run(ctx context.Context) {
 				wait = min(2*wait, rendezvousMaxBackoff*retry)
 			}
 		}
-		if r.n.serving() && !r.n.now().Before(nextAdvertise) {
+		if r.shouldAdvertise() && !r.n.now().Before(nextAdvertise) {
 			if ttl, err := r.advertise(ctx); err == nil {
 				nextAdvertise = r.n.now().Add(7 * ttl / 8)
 			} else {
@@ -190,8 +194,41 @@ func (r *rendezvous) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		case <-r.wake:
 		}
 	}
+}
+
+// reachabilityChanged wakes the loop, so that a node found public
+// advertises now rather than after its wait.
+func (r *rendezvous) reachabilityChanged() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// advertiseGrace, in RendezvousRetry intervals, is how long a node that
+// AutoNAT has not judged waits before advertising: on a LAN or loopback
+// AutoNAT never decides, and those nodes are reachable to their peers.
+const advertiseGrace = 8
+
+// shouldAdvertise reports whether others should be told to dial this node:
+// it serves the kadtracker DHT and AutoNAT found it public, or has not
+// judged it within the grace period. A node behind NAT without a mapping
+// never advertises: in a namespace most users share, unreachable providers
+// would crowd out the reachable ones every newcomer needs.
+func (r *rendezvous) shouldAdvertise() bool {
+	if !r.n.serving() {
+		return false
+	}
+	switch r.n.reach.reachability() {
+	case network.ReachabilityPublic:
+		return true
+	case network.ReachabilityPrivate:
+		return false
+	}
+	return r.n.now().Sub(r.n.started) >= advertiseGrace*r.n.cfg.RendezvousRetry
 }
 
 // ready makes sure the rendezvous DHT has a routing table, dialling its

@@ -14,6 +14,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -331,4 +332,41 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// Only a node others can reach advertises itself: public, or not judged by
+// AutoNAT within the grace period (a LAN); never a node found private.
+func TestRendezvousAdvertisesOnlyReachable(t *testing.T) {
+	amino := privateAmino(t, 1)
+	clock := newFakeClock()
+	cfg := rendezvousConfig(t, amino[0])
+	cfg.RendezvousRetry = time.Hour // the loop stays out of the way
+	cfg.Clock = clock.Now
+	nd, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nd.Close()
+	set := func(r network.Reachability) {
+		nd.reach.mu.Lock()
+		nd.reach.state = r
+		nd.reach.mu.Unlock()
+	}
+	r := nd.rdv
+	if r.shouldAdvertise() {
+		t.Error("advertises before AutoNAT judged it, within the grace period")
+	}
+	set(network.ReachabilityPublic)
+	if !r.shouldAdvertise() {
+		t.Error("a public node does not advertise")
+	}
+	set(network.ReachabilityPrivate)
+	clock.Advance(advertiseGrace * cfg.RendezvousRetry)
+	if r.shouldAdvertise() {
+		t.Error("a private node advertises")
+	}
+	set(network.ReachabilityUnknown)
+	if !r.shouldAdvertise() {
+		t.Error("a node AutoNAT never judged does not advertise after the grace period")
+	}
 }

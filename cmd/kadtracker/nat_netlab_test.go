@@ -329,6 +329,13 @@ func TestNATHomes(t *testing.T) {
 	if !stB.Rendezvous.Enabled || stB.Rendezvous.DHTPeers == 0 {
 		t.Errorf("home B's rendezvous: %+v", stB.Rendezvous)
 	}
+	// Only reachable nodes advertise themselves for rendezvous.
+	if !stB.Rendezvous.LastAdvertised.IsZero() {
+		t.Errorf("home B, unreachable, advertised itself: %+v", stB.Rendezvous)
+	}
+	if st := status(t, a); st.Rendezvous.LastAdvertised.IsZero() {
+		t.Errorf("home A, public, did not advertise itself: %+v", st.Rendezvous)
+	}
 
 	// Records cross both NATs: each carries the router's address.
 	const ihB, ihA = "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222"
