@@ -107,16 +107,15 @@ type rendezvous struct {
 }
 
 func newRendezvous(n *Node) (*rendezvous, error) {
-	mode := dht.ModeClient
-	if n.cfg.RendezvousServe {
-		mode = dht.ModeServer
-	}
 	// Amino's own protocol and defaults: a client of the public DHT looks
-	// like any other.
-	d, err := dht.New(n.host,
-		dht.Mode(mode),
-		dht.BootstrapPeers(n.cfg.RendezvousBootstrap...),
-	)
+	// like any other. A client does no periodic routing-table refresh: it
+	// only needs the DHT for its own rounds and advertisements, which walk
+	// from whatever peers it has, and the public DHT is not ours to load.
+	opts := []dht.Option{dht.Mode(dht.ModeClient), dht.DisableAutoRefresh()}
+	if n.cfg.RendezvousServe {
+		opts = []dht.Option{dht.Mode(dht.ModeServer)}
+	}
+	d, err := dht.New(n.host, append(opts, dht.BootstrapPeers(n.cfg.RendezvousBootstrap...))...)
 	if err != nil {
 		return nil, fmt.Errorf("node: rendezvous dht: %w", err)
 	}

@@ -105,7 +105,11 @@ func TestRendezvousJoin(t *testing.T) {
 	})
 	t.Logf("joined by rendezvous in %s", time.Since(began))
 
-	// Whichever found the other first dialled it; both advertised.
+	// Whichever found the other first dialled it; both advertise, once
+	// their loops come round after the grace period.
+	waitFor(t, "both advertised", 10*time.Second, func() bool {
+		return !a.Stats().Rendezvous.LastAdvertised.IsZero() && !b.Stats().Rendezvous.LastAdvertised.IsZero()
+	})
 	var connected int64
 	for _, nd := range []*Node{a, b} {
 		rv := nd.Stats().Rendezvous
