@@ -36,15 +36,18 @@ type Status struct {
 	// Tracker URLs for local BitTorrent clients; empty when that front is off.
 	TrackerHTTP string `json:"tracker_http,omitempty"`
 	TrackerUDP  string `json:"tracker_udp,omitempty"`
+	// The fields below are absent when the daemon runs no DHT node
+	// (--dht=false), and public_addrs also while it knows none.
+	//
 	// Network is the kadtracker network the node joined.
 	Network string `json:"network,omitempty"`
 	// Reachability is AutoNAT's verdict: public, private or unknown.
 	// Public nodes serve the DHT; private ones are DHT clients.
-	Reachability string `json:"reachability"`
+	Reachability string `json:"reachability,omitempty"`
 	// PublicAddrs are the addresses others on the Internet may dial.
-	PublicAddrs []string    `json:"public_addrs"`
-	PortMapping PortMapping `json:"port_mapping"`
-	Rendezvous  Rendezvous  `json:"rendezvous"`
+	PublicAddrs []string    `json:"public_addrs,omitempty"`
+	PortMapping PortMapping `json:"port_mapping,omitzero"`
+	Rendezvous  Rendezvous  `json:"rendezvous,omitzero"`
 }
 
 // PortMapping is the state of the UPnP / NAT-PMP port mapping.
