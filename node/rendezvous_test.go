@@ -374,3 +374,50 @@ func TestRendezvousAdvertisesOnlyReachable(t *testing.T) {
 		t.Error("a node AutoNAT never judged does not advertise after the grace period")
 	}
 }
+
+// Peers joining and leaving the routing table are logged as one summary a
+// call (watchLoop calls it every peerLogEvery), not one line a peer.
+func TestLogPeerChanges(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	cfg := loopbackConfig("")
+	cfg.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	x, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	var others []*Node
+	for range 3 {
+		c := loopbackConfig("")
+		c.BootstrapPeers = []peer.AddrInfo{{ID: x.ID(), Addrs: x.Host().Addrs()}}
+		nd, err := New(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nd.Close()
+		others = append(others, nd)
+	}
+	waitFor(t, "routing table", 10*time.Second, func() bool { return x.DHT().RoutingTable().Size() == 3 })
+	count := func(msg string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Count(logs.String(), msg)
+	}
+	known := make(map[peer.ID]bool)
+	x.logPeerChanges(known)
+	if count(`msg="peers joined the routing table" component=node count=3`) != 1 {
+		t.Fatalf("want one summary of three joins:\n%s", logs.String())
+	}
+	x.logPeerChanges(known)
+	if count("peers joined") != 1 || count("peers left") != 0 {
+		t.Fatalf("logged again with nothing changed:\n%s", logs.String())
+	}
+	for _, nd := range others[:2] {
+		x.DHT().RoutingTable().RemovePeer(nd.ID())
+	}
+	x.logPeerChanges(known)
+	if count(`msg="peers left the routing table" component=node count=2`) != 1 {
+		t.Fatalf("want one summary of two departures:\n%s", logs.String())
+	}
+}
