@@ -434,6 +434,7 @@ func recordsTarget(ctx context.Context, cfg LoadConfig, hashes [][20]byte) (*loa
 	ncfg := node.DefaultConfig()
 	ncfg.ListenAddrs = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}
 	ncfg.DHTMode = node.ModeClient
+	ncfg.Rendezvous, ncfg.NATPortMap = false, false // a load client talks to its target only
 	ncfg.BootstrapPeers = []peer.AddrInfo{target}
 	ncfg.RequestTimeout = cfg.Timeout
 	nd, err := node.New(ctx, ncfg)

@@ -69,6 +69,10 @@ type Config struct {
 func DefaultConfig() Config {
 	nc := node.DefaultConfig()
 	nc.DHTMode = node.ModeServer
+	// Simulated nodes meet through netsim's own bootstrap plan, and their
+	// hosts are netsim's: nothing reaches beyond the process.
+	nc.Rendezvous = false
+	nc.NATPortMap = false
 	nc.RequestTimeout = 2 * time.Second
 	return Config{
 		Nodes:               50,

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kadtracker/kadtracker/node"
 	"github.com/kadtracker/kadtracker/node/localapi"
 )
 
@@ -226,6 +227,8 @@ func (d *Daemon) Start(ctx context.Context) error {
 		"--rpc-socket", d.Socket,
 		"--listen", d.Listen,
 		"--dht-mode", "server",
+		"--rendezvous=false",
+		"--nat-portmap=false",
 		"--replication", strconv.Itoa(cfg.Replication),
 		"--record-ttl", cfg.RecordTTL.String(),
 		"--republish", cfg.Republish.String(),
@@ -285,7 +288,8 @@ func daemonEnv() []string {
 			env = append(env, kv)
 		}
 	}
-	return env
+	// A simulated cluster never reaches beyond the machine.
+	return append(env, node.NoPublicNetworkEnv+"=1")
 }
 
 // waitReady polls the local API until it answers, the process exits, or

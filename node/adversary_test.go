@@ -99,7 +99,7 @@ func (an *advNet) start(ctx context.Context, h host.Host, tweak func(*Config)) *
 
 // config is the configuration start uses for a node on h.
 func (an *advNet) config(h host.Host, tweak func(*Config)) Config {
-	cfg := DefaultConfig()
+	cfg := offlineConfig()
 	cfg.Host = h
 	cfg.DHTMode = ModeServer
 	cfg.RequestTimeout = 5 * time.Second

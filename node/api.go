@@ -76,6 +76,15 @@ type Stats struct {
 	// limits (the Refused* names). Every name is present.
 	PutsRejectedBy map[string]int64
 	Refused        map[string]int64
+
+	Network string
+	// Reachability is AutoNAT's verdict: public, private or unknown.
+	Reachability string
+	// PublicAddrs are the addresses others on the Internet may dial,
+	// without /p2p/.
+	PublicAddrs []ma.Multiaddr
+	PortMapping PortMappingStats
+	Rendezvous  RendezvousStats
 }
 
 // RoutingPeer is one routing table entry.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kadtracker/kadtracker/records"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -98,6 +99,30 @@ type Config struct {
 	// Protect holds the limits against floods and Sybils.
 	Protect Protection
 
+	// Network names the kadtracker network to join: it sets the DHT's
+	// protocol prefix and the rendezvous namespace, so separate networks
+	// never mix. DefaultNetwork is the public one.
+	Network string
+	// NATPortMap asks the home router for a port mapping (UPnP IGD,
+	// NAT-PMP) so that a node behind NAT can serve the DHT. Ignored when
+	// Host is set.
+	NATPortMap bool
+	// Rendezvous finds other kadtracker nodes through a second DHT they
+	// all know (by default the public libp2p Amino DHT) whenever the
+	// routing table holds fewer than RendezvousHealthy peers.
+	Rendezvous bool
+	// RendezvousBootstrap are the peers the rendezvous DHT joins through;
+	// DefaultConfig has the public Amino bootstrap peers.
+	RendezvousBootstrap []peer.AddrInfo
+	// RendezvousServe runs the rendezvous DHT as a server, for private
+	// networks and tests that have no Amino DHT to lean on.
+	RendezvousServe bool
+	// RendezvousHealthy is the routing-table size at which rendezvous rests.
+	RendezvousHealthy int
+	// RendezvousRetry is the wait between rendezvous rounds; it doubles
+	// while rounds fail, up to 16 times.
+	RendezvousRetry time.Duration
+
 	// Host, when set, is used instead of building one (netsim, mocknet tests).
 	// The node does not close it.
 	Host host.Host
@@ -126,6 +151,13 @@ func DefaultConfig() Config {
 		BridgeQuorum:      2,
 		Limits:            records.DefaultLimits(),
 		Protect:           DefaultProtection(),
+
+		Network:             DefaultNetwork,
+		NATPortMap:          true,
+		Rendezvous:          true,
+		RendezvousBootstrap: dht.GetDefaultBootstrapPeerAddrInfos(),
+		RendezvousHealthy:   4,
+		RendezvousRetry:     30 * time.Second,
 	}
 }
 
@@ -165,6 +197,28 @@ func (c Config) Validate() error {
 	for _, p := range c.BootstrapPeers {
 		if p.ID == "" {
 			errs = append(errs, errors.New("node: bootstrap peer without a peer ID"))
+		}
+	}
+	if !validNetwork(c.Network) {
+		errs = append(errs, fmt.Errorf("node: network name %q: want 1 to %d of a-z, 0-9 and -", c.Network, maxNetworkName))
+	}
+	if c.RendezvousServe && !c.Rendezvous {
+		errs = append(errs, errors.New("node: serving the rendezvous DHT needs rendezvous on"))
+	}
+	if c.Rendezvous {
+		if len(c.RendezvousBootstrap) == 0 && !c.RendezvousServe {
+			errs = append(errs, errors.New("node: rendezvous needs bootstrap peers, or to serve the rendezvous DHT itself"))
+		}
+		for _, p := range c.RendezvousBootstrap {
+			if p.ID == "" {
+				errs = append(errs, errors.New("node: rendezvous bootstrap peer without a peer ID"))
+			}
+		}
+		if c.RendezvousHealthy < 1 {
+			errs = append(errs, fmt.Errorf("node: rendezvous healthy size %d must be positive", c.RendezvousHealthy))
+		}
+		if c.RendezvousRetry <= 0 {
+			errs = append(errs, errors.New("node: rendezvous retry must be positive"))
 		}
 	}
 	return errors.Join(errs...)

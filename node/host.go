@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	bhost "github.com/libp2p/go-libp2p/p2p/host/basic"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 )
@@ -59,12 +60,24 @@ func loadIdentity(dir string) (crypto.PrivKey, error) {
 	return k, nil
 }
 
+// AutoNAT v1 service limits: the dial-backs this node makes for others, in
+// all and per peer, each autonatThrottle. (AutoNAT v2's server keeps
+// go-libp2p's own rate limits.)
+const (
+	autonatGlobal   = 30
+	autonatPerPeer  = 3
+	autonatThrottle = time.Minute
+)
+
 // newHost builds the libp2p host: TCP and QUIC (libp2p's defaults), the
-// given identity, no port mapping and no relay service, so nothing is
-// announced or dialled that the user did not ask for; a resource manager
-// with explicit limits and a connection manager with watermarks
-// (Config.Protect).
-func newHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
+// given identity; UPnP/NAT-PMP port mapping when cfg.NATPortMap (onNAT gets
+// the NAT manager, for status); AutoNAT v1 and v2, whose verdict switches
+// kad-dht between server and client in ModeAuto, and the AutoNAT service
+// for others, rate-limited (libp2p runs it only while we are public); no
+// relay service, so nothing is relayed that the user did not ask for; a
+// resource manager with explicit limits and a connection manager with
+// watermarks (Config.Protect).
+func newHost(cfg Config, key crypto.PrivKey, onNAT func(bhost.NATManager)) (host.Host, error) {
 	p := cfg.Protect
 	cm, err := connmgr.NewConnManager(p.ConnsLow, p.ConnsHigh, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
@@ -74,14 +87,25 @@ func newHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := libp2p.New(
+	opts := []libp2p.Option{
 		libp2p.Identity(key),
 		libp2p.ListenAddrs(cfg.ListenAddrs...),
 		libp2p.DisableRelay(),
 		libp2p.UserAgent("kadtracker"),
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
-	)
+		libp2p.EnableAutoNATv2(),
+		libp2p.EnableNATService(),
+		libp2p.AutoNATServiceRateLimit(autonatGlobal, autonatPerPeer, autonatThrottle),
+	}
+	if cfg.NATPortMap {
+		opts = append(opts, libp2p.NATManager(func(nw network.Network) bhost.NATManager {
+			m := bhost.NewNATManager(nw)
+			onNAT(m)
+			return m
+		}))
+	}
+	h, err := libp2p.New(opts...)
 	if err != nil {
 		_ = rm.Close()
 		return nil, fmt.Errorf("node: libp2p host: %w", err)

@@ -50,7 +50,7 @@ func newTestNet(t testing.TB, n int, latency time.Duration, tweak func(*Config))
 	}
 	rng := rand.New(rand.NewPCG(uint64(n), 7))
 	for i, h := range mn.Hosts() {
-		cfg := DefaultConfig()
+		cfg := offlineConfig()
 		cfg.Host = h
 		cfg.DHTMode = ModeServer
 		cfg.RequestTimeout = 5 * time.Second

@@ -19,10 +19,12 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -48,7 +50,11 @@ type Node struct {
 	store   records.Store
 	memory  *bootstrap.Memory // nil for an ephemeral node
 	mdns    io.Closer         // nil unless Config.MDNS
+	rdv     *rendezvous       // nil unless Config.Rendezvous
 	started time.Time
+	// kadProto is the DHT protocol of Config.Network.
+	kadProto protocol.ID
+	reach    reach
 
 	ctx    context.Context // cancelled by Close; parent of background work
 	cancel context.CancelFunc
@@ -86,6 +92,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := checkNoPublicNetwork(cfg, publicNetworkForbidden(os.Getenv), inOwnNetns); err != nil {
+		return nil, err
+	}
 	n := &Node{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -95,6 +104,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		bridged:   make(map[records.Key][]netip.AddrPort),
 		refused:   newTally(slices.Concat(refusalNames, vouchRefusalNames)),
 		rejected:  newTally(slices.Concat(rejectNames, vouchRejectNames)),
+
+		kadProto: networkKadPrefix(cfg.Network) + "/kad/1.0.0",
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -127,7 +138,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if n.key, err = loadIdentity(cfg.DataDir); err != nil {
 			return nil, err
 		}
-		if n.host, err = newHost(cfg, n.key); err != nil {
+		if n.host, err = newHost(cfg, n.key, n.reach.setNATManager); err != nil {
 			return nil, err
 		}
 		n.ownHost = true
@@ -161,7 +172,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}
 	opts := []dht.Option{
-		dht.ProtocolPrefix(kadPrefix),
+		dht.ProtocolPrefix(networkKadPrefix(cfg.Network)),
 		dht.Mode(kadMode(cfg.DHTMode)),
 		dht.DisableProviders(),
 		dht.DisableValues(),
@@ -170,6 +181,17 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if p := cfg.Protect; p.DiversityPerTable > 0 {
 		opts = append(opts, dht.RoutingTablePeerDiversityFilter(newRTDiversity(n, p.DiversityPerCpl, p.DiversityPerTable)))
 	}
+	// Subscribed before kad-dht starts, so no reachability verdict is
+	// missed; buffered for the events of join, before watchLoop reads them.
+	sub, err := n.host.EventBus().Subscribe([]any{new(event.EvtLocalReachabilityChanged), new(event.EvtHostReachableAddrsChanged)}, eventbus.BufSize(64))
+	if err != nil {
+		return nil, fmt.Errorf("node: event bus: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = sub.Close()
+		}
+	}()
 	n.dht, err = dht.New(n.host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("node: kad-dht: %w", err)
@@ -185,6 +207,16 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}
 
+	// Rendezvous after the remembered and configured peers had their turn:
+	// it only searches while they leave the routing table thin.
+	if cfg.Rendezvous {
+		if n.rdv, err = newRendezvous(n); err != nil {
+			return nil, err
+		}
+		n.wg.Go(func() { n.rdv.run(n.ctx) })
+	}
+	// Started once n.rdv is set, which it reads.
+	n.wg.Go(func() { n.watchLoop(sub) })
 	n.wg.Go(n.republishLoop)
 	n.wg.Go(n.sweepLoop)
 	if n.memory != nil {
@@ -335,7 +367,16 @@ func (n *Node) Stats() Stats {
 	if n.serving() {
 		mode = "server"
 	}
+	rdv := RendezvousStats{State: "off"}
+	if n.rdv != nil {
+		rdv = n.rdv.stats()
+	}
 	return Stats{
+		Network:          n.cfg.Network,
+		Reachability:     reachabilityName(n.reach.reachability()),
+		PublicAddrs:      n.publicAddrs(),
+		PortMapping:      n.portMapping(),
+		Rendezvous:       rdv,
 		PeerID:           n.host.ID(),
 		Addrs:            n.Addrs(),
 		RoutingTableSize: n.dht.RoutingTable().Size(),
@@ -358,8 +399,8 @@ func (n *Node) Stats() Stats {
 	}
 }
 
-// kadProtocol is kad-dht's protocol under our prefix; a node handles it
-// exactly when it serves the DHT.
+// kadPrefix is kad-dht's protocol prefix on the public network; a node
+// handles its kad protocol exactly when it serves the DHT.
 const (
 	kadPrefix   protocol.ID = "/kadtracker"
 	kadProtocol             = kadPrefix + "/kad/1.0.0"
@@ -368,7 +409,11 @@ const (
 // serving reports whether the node serves the DHT right now. In auto mode
 // that changes with reachability, which kad-dht's Mode() does not show.
 func (n *Node) serving() bool {
-	return slices.Contains(n.host.Mux().Protocols(), kadProtocol)
+	return slices.Contains(n.host.Mux().Protocols(), n.kadProto)
+}
+
+func (n *Node) isConnected(p peer.ID) bool {
+	return n.host.Network().Connectedness(p) == network.Connected
 }
 
 // sweepLoop deletes expired records.
@@ -431,6 +476,9 @@ func (n *Node) Close() error {
 		}
 		n.cancel()
 		n.wg.Wait()
+		if n.rdv != nil {
+			errs = append(errs, n.rdv.close())
+		}
 		if n.host != nil {
 			n.host.RemoveStreamHandler(ProtocolID)
 		}

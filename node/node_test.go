@@ -35,7 +35,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 func loopbackConfig(dataDir string) Config {
-	cfg := DefaultConfig()
+	cfg := offlineConfig()
 	cfg.DataDir = dataDir
 	cfg.ListenAddrs = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}
 	cfg.DHTMode = ModeServer
@@ -228,7 +228,7 @@ func TestClientMode(t *testing.T) {
 	tn := newTestNet(t, 8, time.Millisecond, func(c *Config) { c.Replication = 3 })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cfg := DefaultConfig()
+	cfg := offlineConfig()
 	h, err := tn.mn.GenPeer()
 	if err != nil {
 		t.Fatal(err)

@@ -124,6 +124,37 @@ func (c *statusCmd) run(ctx context.Context, stdout, _ io.Writer) error {
 		fmt.Fprintf(w, "announcing:\t%d infohashes\n", st.Announced)
 		fmt.Fprintf(w, "replication:\t%d\n", st.Replication)
 		fmt.Fprintf(w, "DHT mode:\t%s\n", st.DHTMode)
+		reach := st.Reachability
+		if reach == "" {
+			reach = "unknown"
+		}
+		fmt.Fprintf(w, "reachability:\t%s\n", reach)
+		for i, a := range st.PublicAddrs {
+			label := ""
+			if i == 0 {
+				label = "public addresses:"
+			}
+			fmt.Fprintf(w, "%s\t%s\n", label, a)
+		}
+		switch pm := st.PortMapping; {
+		case !pm.Enabled:
+			fmt.Fprintf(w, "port mapping:\toff\n")
+		case len(pm.Mapped) > 0:
+			fmt.Fprintf(w, "port mapping:\t%s\n", strings.Join(pm.Mapped, ", "))
+		case pm.Gateway:
+			fmt.Fprintf(w, "port mapping:\tgateway found, nothing mapped yet\n")
+		default:
+			fmt.Fprintf(w, "port mapping:\tno gateway found\n")
+		}
+		if rv := st.Rendezvous; rv.Enabled {
+			last := "never"
+			if !rv.LastSuccess.IsZero() {
+				last = rv.LastSuccess.Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "rendezvous:\t%s, %d peers found, %d connected, last success %s\n", rv.State, rv.PeersFound, rv.PeersConnected, last)
+		} else {
+			fmt.Fprintf(w, "rendezvous:\toff\n")
+		}
 		fmt.Fprintf(w, "started:\t%s\n", st.Started.Format(time.RFC3339))
 	})
 }

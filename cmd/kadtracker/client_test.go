@@ -20,6 +20,11 @@ func fullBackend(t testing.TB) *fakeBackend {
 			Addrs:            []string{"/ip4/127.0.0.1/tcp/4001/p2p/" + peerID},
 			RoutingTableSize: 12, RecordsStored: 30, KeysStored: 5, Announced: 2,
 			Replication: 8, DHTMode: "server", Started: started,
+			Network: "kadtracker", Reachability: "public",
+			PublicAddrs: []string{"/ip4/203.0.113.7/tcp/4001"},
+			PortMapping: localapi.PortMapping{Enabled: true, Gateway: true, Mapped: []string{"/ip4/203.0.113.7/tcp/4001"}},
+			Rendezvous: localapi.Rendezvous{Enabled: true, State: "resting", Namespace: "/kadtracker/rendezvous/v1/kadtracker",
+				DHTPeers: 20, Rounds: 2, PeersFound: 9, PeersConnected: 4, LastSuccess: started.Add(time.Minute)},
 		},
 		announce: localapi.AnnounceResult{StoredOn: 5, Targets: 8},
 		peers: localapi.PeersResult{
@@ -54,7 +59,7 @@ func TestClientJSON(t *testing.T) {
 		want string
 	}{
 		{"status", sock, []string{"status"},
-			`{"peer_id":"` + peerID + `","addrs":["/ip4/127.0.0.1/tcp/4001/p2p/` + peerID + `"],"routing_table_size":12,"records_stored":30,"keys_stored":5,"announced":2,"replication":8,"dht_mode":"server","started":"2026-11-22T01:02:03Z"}`},
+			`{"peer_id":"` + peerID + `","addrs":["/ip4/127.0.0.1/tcp/4001/p2p/` + peerID + `"],"routing_table_size":12,"records_stored":30,"keys_stored":5,"announced":2,"replication":8,"dht_mode":"server","started":"2026-11-22T01:02:03Z","network":"kadtracker","reachability":"public","public_addrs":["/ip4/203.0.113.7/tcp/4001"],"port_mapping":{"enabled":true,"gateway":true,"mapped":["/ip4/203.0.113.7/tcp/4001"]},"rendezvous":{"enabled":true,"serving":false,"state":"resting","namespace":"/kadtracker/rendezvous/v1/kadtracker","dht_peers":20,"rounds":2,"peers_found":9,"peers_connected":4,"last_success":"2026-11-22T01:03:03Z"}}`},
 		{"status empty", empty, []string{"status"},
 			`{"peer_id":"` + peerID + `","addrs":[],"routing_table_size":0,"records_stored":0,"keys_stored":0,"announced":0,"replication":0,"dht_mode":"","started":"2026-11-22T01:02:03Z"}`},
 		{"announce", sock, []string{"announce", hexV1, "--port", "6881", "--seed"}, `{"stored_on":5,"targets":8}`},
@@ -97,14 +102,18 @@ func TestClientText(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"status", sock, []string{"status"}, `peer ID:         ` + peerID + `
-addresses:       /ip4/127.0.0.1/tcp/4001/p2p/` + peerID + `
-routing table:   12 peers
-records stored:  30 for 5 infohashes
-announcing:      2 infohashes
-replication:     8
-DHT mode:        server
-started:         2026-11-22T01:02:03Z
+		{"status", sock, []string{"status"}, `peer ID:           ` + peerID + `
+addresses:         /ip4/127.0.0.1/tcp/4001/p2p/` + peerID + `
+routing table:     12 peers
+records stored:    30 for 5 infohashes
+announcing:        2 infohashes
+replication:       8
+DHT mode:          server
+reachability:      public
+public addresses:  /ip4/203.0.113.7/tcp/4001
+port mapping:      /ip4/203.0.113.7/tcp/4001
+rendezvous:        resting, 9 peers found, 4 connected, last success 2026-11-22T01:03:03Z
+started:           2026-11-22T01:02:03Z
 `},
 		{"announce", sock, []string{"announce", hexV1, "--port", "6881"},
 			"announced " + hexV1 + " (port 6881, leecher): stored on 5 of 8 nodes\n"},

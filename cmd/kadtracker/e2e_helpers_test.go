@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadtracker/kadtracker/node"
 	"github.com/kadtracker/kadtracker/node/localapi"
 )
 
@@ -135,6 +136,14 @@ func startDaemonIn(t testing.TB, wrap []string, args ...string) *daemonProc {
 	}
 	if flagValue(args, "log-level") == "" {
 		defaults = append(defaults, "--log-level", "debug")
+	}
+	// Nothing beyond this host: the daemon refuses the public rendezvous
+	// peers and port mapping outside a test's namespace under
+	// node.NoPublicNetworkEnv, which cleanEnv sets.
+	for _, f := range []string{"rendezvous", "nat-portmap"} {
+		if !hasFlag(args, f) {
+			defaults = append(defaults, "--"+f+"=false")
+		}
 	}
 	argv := append(append(append(append([]string{}, wrap...), d.bin, "run"), defaults...), args...)
 	d.cmd = exec.Command(argv[0], argv[1:]...)
@@ -286,7 +295,7 @@ func cleanEnv() []string {
 			env = append(env, kv)
 		}
 	}
-	return env
+	return append(env, node.NoPublicNetworkEnv+"=1")
 }
 
 // Kill ends the daemon with SIGKILL, as a crash would: no shutdown code runs.

@@ -67,6 +67,27 @@ func (b *apiBackend) Status(context.Context) (localapi.Status, error) {
 		Replication:      st.Replication,
 		DHTMode:          st.DHTMode,
 		Started:          st.Started.UTC(),
+		Network:          st.Network,
+		Reachability:     st.Reachability,
+		PublicAddrs:      addrStrings(st.PublicAddrs),
+		PortMapping: localapi.PortMapping{
+			Enabled: st.PortMapping.Enabled,
+			Gateway: st.PortMapping.Gateway,
+			Mapped:  addrStrings(st.PortMapping.Mapped),
+		},
+		Rendezvous: localapi.Rendezvous{
+			Enabled:        st.Rendezvous.Enabled,
+			Serving:        st.Rendezvous.Serving,
+			State:          st.Rendezvous.State,
+			Namespace:      st.Rendezvous.Namespace,
+			DHTPeers:       st.Rendezvous.DHTPeers,
+			Rounds:         st.Rendezvous.Rounds,
+			PeersFound:     st.Rendezvous.Found,
+			PeersConnected: st.Rendezvous.Connected,
+			LastSuccess:    utc(st.Rendezvous.LastSuccess),
+			LastAdvertised: utc(st.Rendezvous.LastAdvertised),
+			LastError:      st.Rendezvous.LastError,
+		},
 	}
 	if b.info != nil {
 		out.TrackerHTTP, out.TrackerUDP = b.info.TrackerHTTP, b.info.TrackerUDP

@@ -77,6 +77,10 @@ func TestAPIBackend(t *testing.T) {
 			PeerID: id, Addrs: addrs(t, "/ip4/127.0.0.1/tcp/4001/p2p/"+peerID),
 			RoutingTableSize: 3, RecordsStored: 4, KeysStored: 2, Announced: 1, Replication: 8,
 			DHTMode: "server", Started: started.In(est),
+			Network: "lab", Reachability: "private",
+			PublicAddrs: addrs(t, "/ip4/203.0.113.7/tcp/4001"),
+			PortMapping: node.PortMappingStats{Enabled: true},
+			Rendezvous:  node.RendezvousStats{Enabled: true, State: "searching", Rounds: 3, Found: 2, LastSuccess: started.In(est)},
 		},
 		lookup: node.LookupResult{
 			Peers: []node.Peer{
@@ -100,6 +104,10 @@ func TestAPIBackend(t *testing.T) {
 		PeerID: peerID, Addrs: []string{"/ip4/127.0.0.1/tcp/4001/p2p/" + peerID},
 		RoutingTableSize: 3, RecordsStored: 4, KeysStored: 2, Announced: 1, Replication: 8,
 		DHTMode: "server", Started: started,
+		Network: "lab", Reachability: "private",
+		PublicAddrs: []string{"/ip4/203.0.113.7/tcp/4001"},
+		PortMapping: localapi.PortMapping{Enabled: true, Mapped: []string{}},
+		Rendezvous:  localapi.Rendezvous{Enabled: true, State: "searching", Rounds: 3, PeersFound: 2, LastSuccess: started},
 	}
 	if !reflect.DeepEqual(st, wantSt) {
 		t.Errorf("Status\n got %+v\nwant %+v", st, wantSt)

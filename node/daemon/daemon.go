@@ -348,6 +348,9 @@ func (p *parts) start(ctx context.Context) ([]face, error) {
 		}
 		faces = append(faces, pf...)
 	}
+	if d.node != nil {
+		d.node.LogNextSteps(d.info.TrackerHTTP)
+	}
 	api := localapi.NewServer(&apiBackend{n: p.dht, m: p.metrics.sink(), info: &d.info, overlay: p.overlay, bridge: p.bridge}, p.apiOptions())
 	faces = append(faces, face{"local API", func(ctx context.Context) error { return api.Serve(ctx, ln) }})
 	if f, ok := p.metrics.face(log); ok {

@@ -107,6 +107,7 @@ func loopbackNode(dir string) node.Config {
 	cfg.DataDir = dir
 	cfg.ListenAddrs = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}
 	cfg.DHTMode = node.ModeServer
+	cfg.Rendezvous, cfg.NATPortMap = false, false // tests stay on loopback
 	return cfg
 }
 

@@ -36,6 +36,43 @@ type Status struct {
 	// Tracker URLs for local BitTorrent clients; empty when that front is off.
 	TrackerHTTP string `json:"tracker_http,omitempty"`
 	TrackerUDP  string `json:"tracker_udp,omitempty"`
+	// The fields below are absent when the daemon runs no DHT node
+	// (--dht=false), and public_addrs also while it knows none.
+	//
+	// Network is the kadtracker network the node joined.
+	Network string `json:"network,omitempty"`
+	// Reachability is AutoNAT's verdict: public, private or unknown.
+	// Public nodes serve the DHT; private ones are DHT clients.
+	Reachability string `json:"reachability,omitempty"`
+	// PublicAddrs are the addresses others on the Internet may dial.
+	PublicAddrs []string    `json:"public_addrs,omitempty"`
+	PortMapping PortMapping `json:"port_mapping,omitzero"`
+	Rendezvous  Rendezvous  `json:"rendezvous,omitzero"`
+}
+
+// PortMapping is the state of the UPnP / NAT-PMP port mapping.
+type PortMapping struct {
+	Enabled bool     `json:"enabled"`
+	Gateway bool     `json:"gateway"` // a gateway answered
+	Mapped  []string `json:"mapped"`  // external addresses mapped to our listeners
+}
+
+// Rendezvous is the state of the search for other nodes through the
+// rendezvous DHT.
+type Rendezvous struct {
+	Enabled   bool   `json:"enabled"`
+	Serving   bool   `json:"serving"` // this node serves the rendezvous DHT
+	State     string `json:"state"`   // off, starting, searching, resting
+	Namespace string `json:"namespace,omitempty"`
+	DHTPeers  int    `json:"dht_peers"` // rendezvous DHT routing table size
+	Rounds    int64  `json:"rounds"`
+	// PeersFound counts the providers rounds returned, PeersConnected those
+	// dialled successfully.
+	PeersFound     int64     `json:"peers_found"`
+	PeersConnected int64     `json:"peers_connected"`
+	LastSuccess    time.Time `json:"last_success,omitzero"`
+	LastAdvertised time.Time `json:"last_advertised,omitzero"`
+	LastError      string    `json:"last_error,omitempty"`
 }
 
 // AnnounceRequest is the body of POST /v1/announce.
