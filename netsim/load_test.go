@@ -39,6 +39,7 @@ func startLoadDaemon(t *testing.T) *daemon.Daemon {
 	ncfg.DataDir = dir
 	ncfg.ListenAddrs = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}
 	ncfg.DHTMode = node.ModeServer
+	ncfg.Rendezvous, ncfg.NATPortMap = false, false // tests stay on loopback
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := daemon.Start(ctx, daemon.Config{
 		Node:      &ncfg,
