@@ -231,7 +231,8 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 	if e.Withdrawn {
 		return plan{op: opNone}, nil // nothing to withdraw; not stored
 	}
-	if ks != nil && x.limits.PeersPerKey > 0 && len(ks.slots) >= x.limits.PeersPerKey {
+	keyFull := ks != nil && x.limits.PeersPerKey > 0 && len(ks.slots) >= x.limits.PeersPerKey
+	if keyFull && (!evict || x.limits.NoKeyEviction) {
 		return plan{}, fmt.Errorf("%w: %d peers for %s", ErrKeyFull, len(ks.slots), e.Key)
 	}
 	if n := x.announcers[e.Announcer].keys; x.limits.KeysPerAnnouncer > 0 && int(n) >= x.limits.KeysPerAnnouncer {
@@ -248,7 +249,16 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 	}
 	needKey := ks == nil && x.limits.Keys > 0 && len(x.keys) >= x.limits.Keys
 	needRecord := x.limits.Records > 0 && x.records >= x.limits.Records
-	if needKey || needRecord {
+	switch {
+	case keyFull:
+		// Evicting within the key keeps the record count: no store-wide
+		// eviction is needed as well.
+		v, ok := keyVictim(ks, e.IP)
+		if !ok {
+			return plan{}, fmt.Errorf("%w: %d peers for %s", ErrKeyFull, len(ks.slots), e.Key)
+		}
+		p.evict, p.evicting = v, true
+	case needKey || needRecord:
 		v, ok := x.victim(src, needKey)
 		if !evict || !ok {
 			if needKey {
@@ -262,6 +272,63 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 	p.s = x.newSlot(e)
 	p.bridged, p.eps = e.Bridged, slices.Clone(e.Endpoints)
 	return p, nil
+}
+
+// SwarmGroup is the unit a full infohash evicts by: an IPv4 address, or
+// the /56 an IPv6 address is in (what an ISP commonly gives one customer,
+// so one subscriber's /64s count as one). The zero Addr stays zero.
+func SwarmGroup(ip netip.Addr) netip.Addr {
+	if !ip.IsValid() {
+		return netip.Addr{}
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(56)
+		return p.Addr()
+	}
+	return ip
+}
+
+// keyVictim picks the record a new one from ip evicts from the full key
+// set ks: from the SwarmGroup holding the most of ks's records, the new
+// record counted with its own group, which wins ties (a group flooding a
+// swarm evicts its own records, never an address with fewer), the one
+// expiring soonest. Records of this node's own (no IP) are never chosen.
+// With none to choose it reports false. It walks the key set once: at most
+// PeersPerKey slots, and only for a Put into a full key.
+func keyVictim(ks *keySet, ip netip.Addr) (recRef, bool) {
+	counts := make(map[netip.Addr]int)
+	for i := range ks.slots {
+		if g := SwarmGroup(ks.slots[i].ip); g.IsValid() {
+			counts[g]++
+		}
+	}
+	own := SwarmGroup(ip)
+	heavy, most := own, 0
+	if own.IsValid() {
+		most = counts[own] + 1
+	}
+	for g, c := range counts {
+		// Ties between other groups go to the lower address, so the
+		// choice does not depend on map order.
+		if c > most || (c == most && heavy != own && g.Less(heavy)) {
+			heavy, most = g, c
+		}
+	}
+	if !heavy.IsValid() {
+		return recRef{}, false
+	}
+	victim := -1
+	for i := range ks.slots {
+		s := &ks.slots[i]
+		if SwarmGroup(s.ip) == heavy && (victim < 0 || s.expires < ks.slots[victim].expires) {
+			victim = i
+		}
+	}
+	if victim < 0 {
+		return recRef{}, false // the new record's group holds none here
+	}
+	return recRef{ks: ks, announcer: ks.slots[victim].announcer}, true
 }
 
 // checkBridged applies the bridged-record caps to e, a bridged record new
