@@ -51,7 +51,7 @@ type Limits struct {
 	// NoKeyEviction refuses a new record for a full infohash with
 	// ErrKeyFull instead of evicting: the behaviour before eviction, which
 	// lets 250 addresses censor a swarm. For tests that show the attack.
-	NoKeyEviction bool
+	NoKeyEviction    bool
 	Keys             int // infohashes in the store (evicts)
 	KeysPerAnnouncer int // infohashes one announcer may hold records for
 	// Records bounds the records stored, all infohashes together: the
