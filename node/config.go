@@ -142,6 +142,9 @@ func (c Config) Validate() error {
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("node: request timeout must be positive"))
 	}
+	if c.Protect.RequestStartTimeout > c.RequestTimeout {
+		errs = append(errs, fmt.Errorf("node: request start timeout %s exceeds the request timeout %s", c.Protect.RequestStartTimeout, c.RequestTimeout))
+	}
 	if err := c.Protect.validate(); err != nil {
 		errs = append(errs, err)
 	}
