@@ -85,6 +85,13 @@ type Config struct {
 	// Protect holds the limits against floods and Sybils.
 	Protect Protection
 
+	// StoreRecovery, when the record store in DataDir is damaged (see
+	// records.ErrDamaged), moves it aside to records.damaged-<UTC time>
+	// (never deleting it) and starts with an empty store, logging at
+	// Error: the DHT and the announcers' republishing refill it. Without
+	// it New fails with a message saying so.
+	StoreRecovery bool
+
 	// Host, when set, is used instead of building one (netsim, mocknet tests).
 	// The node does not close it.
 	Host host.Host

@@ -49,6 +49,8 @@ type Node struct {
 	ownHost bool
 	dht     *dht.IpfsDHT
 	store   records.Store
+	lost    int    // records missing at open (records.Pebble.Lost)
+	aside   string // where a damaged store was moved, if it was
 	memory  *bootstrap.Memory // nil for an ephemeral node
 	mdns    io.Closer         // nil unless Config.MDNS
 	started time.Time
@@ -115,8 +117,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}()
 
 	if cfg.DataDir != "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("node: data dir: %w", err)
+		if err := privateDir(cfg.DataDir, n.log); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.Host != nil {
@@ -139,12 +141,10 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if cfg.DataDir == "" {
 			n.store = records.NewMemory(opts)
 		} else {
-			p, err := records.OpenPebble(filepath.Join(cfg.DataDir, storeDir), opts)
+			p, err := n.openStore(filepath.Join(cfg.DataDir, storeDir), opts)
 			if err != nil {
 				return nil, err
 			}
-			kept, dropped := p.Loaded()
-			n.log.Info("record store opened", "records", kept, "dropped", dropped)
 			n.store = p
 		}
 	}
@@ -193,6 +193,57 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.wg.Go(n.rememberLoop)
 	}
 	return n, nil
+}
+
+// openStore opens the record store in dir. A damaged one fails New with
+// what to do, or with Config.StoreRecovery is moved aside, never deleted,
+// and the node starts empty.
+func (n *Node) openStore(dir string, opts records.Options) (*records.Pebble, error) {
+	p, err := records.OpenPebble(dir, opts)
+	if errors.Is(err, records.ErrDamaged) {
+		if !n.cfg.StoreRecovery {
+			return nil, fmt.Errorf("node: %w. To start anyway, enable store recovery: it moves the store aside and starts empty", err)
+		}
+		aside := fmt.Sprintf("%s.damaged-%s", dir, n.now().UTC().Format("20060102T150405Z"))
+		if rerr := os.Rename(dir, aside); rerr != nil {
+			return nil, fmt.Errorf("node: %w; moving it aside failed: %w", err, rerr)
+		}
+		n.log.Error("RECORD STORE DAMAGED: moved aside, starting with an empty store; the DHT and announcers refill it",
+			"dir", dir, "moved_to", aside, "err", err)
+		n.aside = aside
+		p, err = records.OpenPebble(dir, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	kept, dropped := p.Loaded()
+	n.lost = p.Lost()
+	if n.lost > 0 {
+		n.log.Error("RECORDS LOST: the store on disk holds fewer records than its count checkpoint; the DHT and announcers refill it",
+			"dir", dir, "lost", n.lost, "records", kept, "dropped", dropped)
+	} else {
+		n.log.Info("record store opened", "records", kept, "dropped", dropped)
+	}
+	return p, nil
+}
+
+// privateDir creates dir 0700, or makes an existing one 0700: it holds
+// the node's identity key and other people's addresses.
+func privateDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("node: data dir: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("node: data dir: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(dir, perm&0o700); err != nil {
+			return fmt.Errorf("node: data dir: %w", err)
+		}
+		log.Warn("data dir was open to other users: made it 0700", "dir", dir, "was", perm.String())
+	}
+	return nil
 }
 
 func kadMode(m DHTMode) dht.ModeOpt {
@@ -349,6 +400,8 @@ func (n *Node) Stats() Stats {
 		Started:          n.started,
 		Connections:      len(n.host.Network().Conns()),
 		Evicted:          st.Evicted,
+		RecordsLost:      n.lost,
+		StoreMovedAside:  n.aside,
 		PutsRejectedBy:   n.rejected.snapshot(),
 		Refused:          n.refused.snapshot(),
 		PutsReceived:     n.stats.putsReceived.Load(),
