@@ -49,8 +49,8 @@ type Node struct {
 	ownHost bool
 	dht     *dht.IpfsDHT
 	store   records.Store
-	lost    int    // records missing at open (records.Pebble.Lost)
-	aside   string // where a damaged store was moved, if it was
+	lost    int               // records missing at open (records.Pebble.Lost)
+	aside   string            // where a damaged store was moved, if it was
 	memory  *bootstrap.Memory // nil for an ephemeral node
 	mdns    io.Closer         // nil unless Config.MDNS
 	started time.Time
