@@ -27,6 +27,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
+	"golang.org/x/time/rate"
 )
 
 // Files in DataDir besides the identity key.
@@ -59,11 +60,16 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu        sync.Mutex
-	announced map[records.Key]announcement
-	bridged   map[records.Key][]netip.AddrPort // endpoints PublishBridged keeps published
-	lastSeq   uint64
-	publishes keyLocks // one publish of a key at a time
+	mu             sync.Mutex
+	announced      map[records.Key]announcement
+	announcedDirty bool                             // announced changed since saved
+	sched          map[records.Key]*pubState        // when each published key is due again
+	saveMu         sync.Mutex                       // one save of announced at a time
+	failLog        *rate.Limiter                    // Warn lines about publish failures
+	unlogged       atomic.Int64                     // publish failures not logged at Warn since the last that was
+	bridged        map[records.Key][]netip.AddrPort // endpoints PublishBridged keeps published
+	lastSeq        uint64
+	publishes      keyLocks // one publish of a key at a time
 
 	stats     counters
 	guard     *guard
@@ -75,8 +81,9 @@ type Node struct {
 
 // announcement is a key this node keeps published for its local client.
 type announcement struct {
-	port uint16
-	seed bool
+	port    uint16
+	seed    bool
+	expires time.Time // of the last record a storing node took; zero before
 }
 
 type counters struct {
@@ -96,6 +103,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		now:       cfg.Clock,
 		store:     cfg.Store,
 		announced: make(map[records.Key]announcement),
+		sched:     make(map[records.Key]*pubState),
+		failLog:   rate.NewLimiter(rate.Every(failLogEvery/publishFailBurst), publishFailBurst),
 		bridged:   make(map[records.Key][]netip.AddrPort),
 		refused:   newTally(refusalNames),
 		rejected:  newTally(rejectNames),
@@ -161,6 +170,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 				return nil, err
 			}
 		}
+	}
+	if cfg.DataDir != "" {
+		n.restoreAnnounced()
 	}
 	opts := []dht.Option{
 		dht.ProtocolPrefix(kadPrefix),
