@@ -33,7 +33,8 @@ type index struct {
 	// the sources by record count, for the per-address caps and eviction.
 	sources map[netip.Addr]*source
 	heap    sourceHeap
-	rng     rand.PCG // eviction sampling; writers only (they are serialized)
+	rng     rand.PCG                  // eviction sampling; writers only (they are serialized)
+	groups  map[netip.Addr]groupCount // keyVictim's scratch; writers only
 	evicted int64
 }
 
@@ -253,7 +254,7 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 	case keyFull:
 		// Evicting within the key keeps the record count: no store-wide
 		// eviction is needed as well.
-		v, ok := keyVictim(ks, e.IP)
+		v, ok := x.keyVictim(ks, e.IP)
 		if !ok {
 			return plan{}, fmt.Errorf("%w: %d peers for %s", ErrKeyFull, len(ks.slots), e.Key)
 		}
@@ -294,41 +295,52 @@ func SwarmGroup(ip netip.Addr) netip.Addr {
 // record counted with its own group, which wins ties (a group flooding a
 // swarm evicts its own records, never an address with fewer), the one
 // expiring soonest. Records of this node's own (no IP) are never chosen.
-// With none to choose it reports false. It walks the key set once: at most
-// PeersPerKey slots, and only for a Put into a full key.
-func keyVictim(ks *keySet, ip netip.Addr) (recRef, bool) {
-	counts := make(map[netip.Addr]int)
+// With none to choose it reports false. It walks the key set once (at
+// most PeersPerKey slots, only for a Put into a full key; see
+// BenchmarkPutFullKey), counting in x.groups, which writers share: they
+// are serialized.
+func (x *index) keyVictim(ks *keySet, ip netip.Addr) (recRef, bool) {
+	if x.groups == nil {
+		x.groups = make(map[netip.Addr]groupCount)
+	}
+	defer clear(x.groups)
 	for i := range ks.slots {
-		if g := SwarmGroup(ks.slots[i].ip); g.IsValid() {
-			counts[g]++
+		s := &ks.slots[i]
+		g := SwarmGroup(s.ip)
+		if !g.IsValid() {
+			continue
 		}
+		c, ok := x.groups[g]
+		if !ok || s.expires < ks.slots[c.soonest].expires {
+			c.soonest = int32(i)
+		}
+		c.n++
+		x.groups[g] = c
 	}
 	own := SwarmGroup(ip)
 	heavy, most := own, 0
 	if own.IsValid() {
-		most = counts[own] + 1
+		most = x.groups[own].n + 1
 	}
-	for g, c := range counts {
+	for g, c := range x.groups {
 		// Ties between other groups go to the lower address, so the
 		// choice does not depend on map order.
-		if c > most || (c == most && heavy != own && g.Less(heavy)) {
-			heavy, most = g, c
+		if c.n > most || (c.n == most && heavy != own && g.Less(heavy)) {
+			heavy, most = g, c.n
 		}
 	}
-	if !heavy.IsValid() {
-		return recRef{}, false
+	c, ok := x.groups[heavy]
+	if !ok {
+		return recRef{}, false // no group, or the new record's holds none here
 	}
-	victim := -1
-	for i := range ks.slots {
-		s := &ks.slots[i]
-		if SwarmGroup(s.ip) == heavy && (victim < 0 || s.expires < ks.slots[victim].expires) {
-			victim = i
-		}
-	}
-	if victim < 0 {
-		return recRef{}, false // the new record's group holds none here
-	}
-	return recRef{ks: ks, announcer: ks.slots[victim].announcer}, true
+	return recRef{ks: ks, announcer: ks.slots[c.soonest].announcer}, true
+}
+
+// groupCount is one SwarmGroup's records in a key set, and its record
+// expiring soonest.
+type groupCount struct {
+	n       int
+	soonest int32
 }
 
 // checkBridged applies the bridged-record caps to e, a bridged record new
