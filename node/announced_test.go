@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -97,10 +98,11 @@ func TestRestartKeepsAnnouncements(t *testing.T) {
 	}
 }
 
-// countHandler counts log records by level.
+// countHandler counts log records by level, and publish-failure Warns.
 type countHandler struct {
-	mu     sync.Mutex
-	counts map[slog.Level]int
+	mu          sync.Mutex
+	counts      map[slog.Level]int
+	publishWarn int
 }
 
 func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
@@ -108,6 +110,9 @@ func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.counts[r.Level]++
+	if r.Level == slog.LevelWarn && r.Message == "publish failed, retrying with backoff" {
+		h.publishWarn++
+	}
 	return nil
 }
 func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
@@ -168,5 +173,59 @@ func TestPublishFailureBackoffAndLogs(t *testing.T) {
 	n.settle(ks[0], AnnounceResult{StoredOn: 3, Targets: 8}, nil)
 	if st := n.sched[ks[0]]; st.failures != 0 || st.due.Sub(time.Now()) < cfg.RepublishInterval-time.Second {
 		t.Errorf("after success: %+v", st)
+	}
+}
+
+// A storing node refusing bridged records (BridgedKeysPerAnnouncer): the
+// publisher retries each refused key with backoff, sooner than
+// RepublishInterval, and logs each at Warn once, not once per attempt.
+func TestRefusedPublishBacksOff(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	an := newAdvNet(t, 17)
+	store := an.start(ctx, an.host(nil, honestAddr(0)), func(c *Config) {
+		c.Replication = 1
+		c.Limits.BridgedKeysPerAnnouncer = 1
+	})
+	h := &countHandler{counts: map[slog.Level]int{}}
+	pub := an.start(ctx, an.host(nil, honestAddr(1)), func(c *Config) {
+		c.Replication = 1
+		c.DHTMode = ModeClient
+		c.RepublishInterval = 2 * time.Second // first retry after 250 ms
+		c.RecordTTL = 6 * time.Second
+		c.BridgedRecordTTL = 5 * time.Second
+		c.Logger = slog.New(h)
+	})
+	an.refresh([]*Node{store, pub})
+	rng := rand.New(rand.NewPCG(17, 1))
+	eps := []netip.AddrPort{netip.MustParseAddrPort("1.2.3.4:6881")}
+	var refused []records.Key
+	for i := range 3 {
+		k := randomKey(t, rng, false)
+		res, err := pub.PublishBridged(ctx, k, eps)
+		if i == 0 {
+			if err != nil || res.StoredOn != 1 {
+				t.Fatalf("first bridged key: %+v, %v", res, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Fatalf("bridged key %d taken: %+v", i, res)
+		}
+		refused = append(refused, k)
+	}
+	time.Sleep(2 * time.Second)
+	pub.mu.Lock()
+	for _, k := range refused {
+		if f := pub.sched[k].failures; f < 3 {
+			t.Errorf("key %s failed %d times in 2 s, want retries with backoff (>= 3)", k, f)
+		}
+	}
+	pub.mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t.Logf("log lines by level: %v; refused: %v", h.counts, store.Stats().PutsRejectedBy[RejectAnnouncerFull])
+	if w := h.publishWarn; w != len(refused) {
+		t.Errorf("%d Warn lines, want one per refused key (%d)", w, len(refused))
 	}
 }
