@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/record"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -26,7 +27,7 @@ var ErrDamaged = errors.New("records: store damaged")
 func damaged(err error, seen *damageSeen) bool {
 	_, ok := seen.get()
 	return ok || pebble.IsCorruptionError(err) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		strings.Contains(err.Error(), "invalid chunk") || strings.Contains(err.Error(), "zeroed chunk")
+		errors.Is(err, record.ErrInvalidChunk) || errors.Is(err, record.ErrZeroedChunk) || errors.Is(err, record.ErrUnexpectedEOF)
 }
 
 // pebbleOptions make pebble report damage to us instead of ending the
@@ -92,6 +93,18 @@ func (p privateFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File
 		return nil, err
 	}
 	if err := os.Chmod(name, 0o600); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (p privateFS) OpenReadWrite(name string, category vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := p.FS.OpenReadWrite(name, category, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(name, 0o600); err != nil { // it may have created name
 		_ = f.Close()
 		return nil, err
 	}
