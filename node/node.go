@@ -214,7 +214,7 @@ func (n *Node) openStore(dir string, opts records.Options) (*records.Pebble, err
 	p, err := records.OpenPebble(dir, opts)
 	if errors.Is(err, records.ErrDamaged) {
 		if !n.cfg.StoreRecovery {
-			return nil, fmt.Errorf("node: %w. To start anyway, enable store recovery: it moves the store aside and starts empty", err)
+			return nil, fmt.Errorf("node: %w", err) // it says what to do, StoreRecovery included
 		}
 		aside := fmt.Sprintf("%s.damaged-%s", dir, n.now().UTC().Format("20060102T150405Z"))
 		if rerr := os.Rename(dir, aside); rerr != nil {

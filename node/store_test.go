@@ -46,6 +46,7 @@ func TestDamagedStore(t *testing.T) {
 	if !errors.Is(err, records.ErrDamaged) {
 		t.Fatalf("New on a damaged store = %v, want ErrDamaged", err)
 	}
+	t.Logf("New: %v", err)
 	for _, want := range []string{filepath.Join(dir, storeDir), "store recovery"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("message %q does not say %q", err, want)
