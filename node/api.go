@@ -68,6 +68,12 @@ type Stats struct {
 	Started          time.Time
 	Connections      int   // open libp2p connections
 	Evicted          int64 // records the store evicted since start
+	// RecordsLost counts the records found missing at open against the
+	// store's count checkpoint (damage pebble did not report).
+	RecordsLost int
+	// StoreMovedAside is where StoreRecovery moved a damaged store at
+	// start; empty when it did not.
+	StoreMovedAside string
 	// Counters since start.
 	PutsReceived, PutsRejected, GetsReceived int64
 	Announces, Lookups, Republishes          int64

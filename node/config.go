@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/kadtracker/kadtracker/records"
@@ -91,10 +93,14 @@ type Config struct {
 	// serves it: one bridge alone could send every user of a swarm to
 	// any 40 third parties. 2 by default; 1 trusts every bridge.
 	BridgeQuorum int
-	// Limits cap the record store. Limits.Exempt also exempts addresses
-	// from every per-address limit below (rates, routing-table diversity,
-	// storing-node diversity), and from libp2p's per-subnet connection
-	// limits on a host New builds.
+	// Limits cap the record store. Limits.Exempt (default
+	// records.DefaultExempt: loopback, private, link-local) also exempts
+	// addresses from every per-address limit below (rates, stream caps per
+	// peer, routing-table diversity, storing-node diversity), and from
+	// libp2p's per-subnet connection limits on a host New builds. An empty
+	// list exempts nothing; ParseExemptRanges reads one from a flag.
+	// Validate refuses a range wider than an IPv4 /8 or IPv6 /7, which
+	// would lift the limits for a large part of the internet.
 	Limits records.Limits
 	// Protect holds the limits against floods and Sybils.
 	Protect Protection
@@ -122,6 +128,12 @@ type Config struct {
 	// RendezvousRetry is the wait between rendezvous rounds; it doubles
 	// while rounds fail, up to 16 times.
 	RendezvousRetry time.Duration
+	// StoreRecovery, when the record store in DataDir is damaged (see
+	// records.ErrDamaged), moves it aside to records.damaged-<UTC time>
+	// (never deleting it) and starts with an empty store, logging at
+	// Error: the DHT and the announcers' republishing refill it. Without
+	// it New fails with a message saying so.
+	StoreRecovery bool
 
 	// Host, when set, is used instead of building one (netsim, mocknet tests).
 	// The node does not close it.
@@ -191,6 +203,12 @@ func (c Config) Validate() error {
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("node: request timeout must be positive"))
 	}
+	if c.Protect.RequestStartTimeout > c.RequestTimeout {
+		errs = append(errs, fmt.Errorf("node: request start timeout %s exceeds the request timeout %s", c.Protect.RequestStartTimeout, c.RequestTimeout))
+	}
+	if err := validateExempt(c.Limits.Exempt); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Protect.validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -222,4 +240,55 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Widest exempt ranges Validate accepts.
+const (
+	minExemptBits4 = 8
+	minExemptBits6 = 7 // fc00::/7, the unique local range
+)
+
+// validateExempt checks the exempt ranges: valid, without host bits, IPv4
+// written as IPv4 (Exempts unmaps addresses, so an IPv4-mapped range never
+// matches), and none wide enough to exempt much of the internet.
+func validateExempt(ps []netip.Prefix) error {
+	var errs []error
+	for _, p := range ps {
+		switch {
+		case !p.IsValid():
+			errs = append(errs, fmt.Errorf("node: exempt range %v is not a valid prefix", p))
+		case p.Addr().Is4In6():
+			errs = append(errs, fmt.Errorf("node: exempt range %s: write IPv4 ranges as IPv4", p))
+		case p != p.Masked():
+			errs = append(errs, fmt.Errorf("node: exempt range %s has host bits set (did you mean %s?)", p, p.Masked()))
+		case p.Addr().Is4() && p.Bits() < minExemptBits4, p.Addr().Is6() && p.Bits() < minExemptBits6:
+			errs = append(errs, fmt.Errorf("node: exempt range %s is too wide: it would lift the per-address limits for much of the internet", p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ParseExemptRanges reads a comma-separated list of CIDR prefixes for
+// Limits.Exempt (a flag's value): "default" is records.DefaultExempt,
+// "none" or "" is no exemption, "default,192.0.2.0/24" adds to the
+// default. It checks what Validate checks.
+func ParseExemptRanges(s string) ([]netip.Prefix, error) {
+	out := []netip.Prefix{}
+	for f := range strings.SplitSeq(s, ",") {
+		switch f = strings.TrimSpace(f); f {
+		case "", "none":
+		case "default":
+			out = append(out, records.DefaultExempt()...)
+		default:
+			p, err := netip.ParsePrefix(f)
+			if err != nil {
+				return nil, fmt.Errorf("node: exempt range %q: %w", f, err)
+			}
+			out = append(out, p)
+		}
+	}
+	if err := validateExempt(out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -113,6 +113,14 @@ func newHost(cfg Config, key crypto.PrivKey, onNAT func(bhost.NATManager)) (host
 	return h, nil
 }
 
+// recordShare: the record protocol may hold at most 1/recordShare of the
+// host's inbound streams.
+const recordShare = 4
+
+// recordInbound is the resource manager's cap on inbound record-protocol
+// streams for a node cap of n: a quarter more, for BUSY answers.
+func recordInbound(n int) int { return n + n/4 }
+
 // newResourceManager limits what libp2p may use: Protect.Memory and FDs
 // scale libp2p's defaults, then explicit caps on connections and on our
 // record protocol's streams (a backstop to the node's own stream gate,
@@ -131,15 +139,21 @@ func newResourceManager(cfg Config) (network.ResourceManager, error) {
 			Memory:        rcmgr.LimitVal64(p.Memory),
 			FD:            rcmgr.LimitVal(p.FDs),
 		},
-		// Twice the node's own stream caps: the node answers a stream
-		// over its caps with BUSY, which a reset here would pre-empt.
+		// A quarter over the node's own stream caps: the node answers a
+		// stream over its caps with BUSY, which a reset here would pre-empt.
 		Protocol: map[protocol.ID]rcmgr.ResourceLimits{
-			ProtocolID: {StreamsInbound: rcmgr.LimitVal(2 * p.MaxStreams), Streams: rcmgr.LimitVal(4 * p.MaxStreams)},
+			ProtocolID: {StreamsInbound: rcmgr.LimitVal(recordInbound(p.MaxStreams)), Streams: rcmgr.LimitVal(4 * p.MaxStreams)},
 		},
 		ProtocolPeer: map[protocol.ID]rcmgr.ResourceLimits{
-			ProtocolID: {StreamsInbound: rcmgr.LimitVal(2 * p.MaxStreamsPerPeer), Streams: rcmgr.LimitVal(4 * p.MaxStreamsPerPeer)},
+			ProtocolID: {StreamsInbound: rcmgr.LimitVal(recordInbound(p.MaxStreamsPerPeer)), Streams: rcmgr.LimitVal(4 * p.MaxStreamsPerPeer)},
 		},
 	}.Build(base)
+	// Streams held open on the record protocol must leave the DHT and
+	// identify most of the host's inbound streams.
+	if in, budget := recordInbound(p.MaxStreams), limits.ToPartialLimitConfig().System.StreamsInbound; budget != rcmgr.Unlimited && in > int(budget)/recordShare {
+		return nil, fmt.Errorf("node: MaxStreams %d lets the record protocol hold %d inbound streams, more than 1/%d of the host's %d: lower MaxStreams or raise Memory and FDs",
+			p.MaxStreams, in, recordShare, budget)
+	}
 	var v4, v6 []rcmgr.NetworkPrefixLimit
 	for _, pfx := range cfg.Limits.Exempt {
 		l := rcmgr.NetworkPrefixLimit{Network: pfx.Masked(), ConnCount: math.MaxInt}

@@ -36,11 +36,20 @@ type Protection struct {
 	// for. Past it, limiters that have refilled (and so equal a fresh one)
 	// are dropped, and when none has, half of them at random.
 	MaxTracked int
-	// MaxStreams bounds the record-protocol requests served at once, from
-	// all peers; MaxStreamsPerPeer from one peer. A stream waiting for its
-	// next request does not count (RequestTimeout ends the wait; on a host
-	// New builds the resource manager bounds open streams too).
+	// MaxStreams bounds the record-protocol streams open at once, from all
+	// peers; MaxStreamsPerPeer from one peer. A stream counts from the
+	// moment it opens, waiting for a request or served: an idle stream
+	// holds a place of the host's inbound stream budget just as well. On a
+	// host New builds, the resource manager lets the record protocol have
+	// a quarter more (room to answer BUSY), and refuses to start when that
+	// exceeds a quarter of the host's inbound streams, so a peer holding
+	// record streams cannot starve the DHT.
 	MaxStreams, MaxStreamsPerPeer int
+	// RequestStartTimeout bounds the wait for a request's first byte, on a
+	// new stream and between the requests of one: a stream that says
+	// nothing gives its place back soon. RequestTimeout still bounds the
+	// rest of the request.
+	RequestStartTimeout time.Duration
 	// DiversityPerCpl and DiversityPerTable bound the routing-table entries
 	// from one IP group (kad-dht's peer diversity filter; a group is an
 	// IPv4 /16, or an IPv6 address's AS) in one bucket and in the whole
@@ -66,19 +75,22 @@ type Protection struct {
 // looks up what its clients ask for; the rates leave it far more than that.
 func DefaultProtection() Protection {
 	return Protection{
-		PeerRate:          RateLimit{Rate: 50, Burst: 200},
-		IPRate:            RateLimit{Rate: 200, Burst: 1000},
-		MaxTracked:        10_000,
-		MaxStreams:        1024,
-		MaxStreamsPerPeer: 64,
-		DiversityPerCpl:   2,
-		DiversityPerTable: 3,
-		TargetsPerGroup:   2,
-		ConnsLow:          128,
-		ConnsHigh:         384,
-		MaxConns:          1024,
-		Memory:            512 << 20,
-		FDs:               2048,
+		PeerRate:   RateLimit{Rate: 50, Burst: 200},
+		IPRate:     RateLimit{Rate: 200, Burst: 1000},
+		MaxTracked: 10_000,
+		// 256 streams, waiting ones included: a storing node serves a
+		// request in milliseconds, so this is thousands a second.
+		MaxStreams:          256,
+		MaxStreamsPerPeer:   64,
+		RequestStartTimeout: 3 * time.Second,
+		DiversityPerCpl:     2,
+		DiversityPerTable:   3,
+		TargetsPerGroup:     2,
+		ConnsLow:            128,
+		ConnsHigh:           384,
+		MaxConns:            1024,
+		Memory:              512 << 20,
+		FDs:                 2048,
 	}
 }
 
@@ -97,6 +109,9 @@ func (p Protection) validate() error {
 	}
 	if p.MaxStreams < 1 || p.MaxStreamsPerPeer < 1 || p.MaxStreamsPerPeer > p.MaxStreams {
 		errs = append(errs, fmt.Errorf("node: stream caps %d per peer, %d in all: want 1 <= per peer <= all", p.MaxStreamsPerPeer, p.MaxStreams))
+	}
+	if p.RequestStartTimeout <= 0 {
+		errs = append(errs, errors.New("node: RequestStartTimeout must be positive"))
 	}
 	if p.DiversityPerCpl < 0 || p.DiversityPerTable < 0 || (p.DiversityPerCpl > 0) != (p.DiversityPerTable > 0) {
 		errs = append(errs, fmt.Errorf("node: diversity %d per bucket, %d per table: both positive, or both zero to disable", p.DiversityPerCpl, p.DiversityPerTable))
@@ -121,11 +136,14 @@ const (
 	RefusedStreams     = "streams"      // MaxStreams requests were being served
 	RefusedPeerStreams = "peer_streams" // MaxStreamsPerPeer of the peer's were
 	RefusedBadRequest  = "bad_request"  // an unreadable or unknown request
+	RefusedTimeout     = "timeout"      // a request did not start or end in time
+	RefusedBroken      = "broken"       // the stream failed mid-request (reset, cut)
 	RefusedRoutingIP   = "routing_ip"   // a routing-table entry over the diversity limits
 	RefusedTargetIP    = "target_ip"    // a storing node skipped over TargetsPerGroup
 )
 
-var refusalNames = []string{RefusedPeerRate, RefusedIPRate, RefusedStreams, RefusedPeerStreams, RefusedBadRequest, RefusedRoutingIP, RefusedTargetIP}
+var refusalNames = []string{RefusedPeerRate, RefusedIPRate, RefusedStreams, RefusedPeerStreams, RefusedBadRequest,
+	RefusedTimeout, RefusedBroken, RefusedRoutingIP, RefusedTargetIP}
 
 // PUT rejection reasons, the keys of Stats.PutsRejectedBy.
 const (
@@ -276,9 +294,8 @@ func (s *limiterSet[K]) size() int {
 	return len(s.m)
 }
 
-// streamGate counts the record-protocol requests being served, in all and
-// per peer. Its map holds only peers with a request in service, so it is
-// bounded by max.
+// streamGate counts the open record-protocol streams, in all and per peer.
+// Its map holds only peers with a stream open, so it is bounded by max.
 type streamGate struct {
 	max, perPeer int
 
@@ -291,7 +308,7 @@ func newStreamGate(max, perPeer int) *streamGate {
 	return &streamGate{max: max, perPeer: perPeer, peers: make(map[peer.ID]int)}
 }
 
-// enter admits a request from p, or names the refusal. An exempt peer is
+// enter admits a stream from p, or names the refusal. An exempt peer is
 // held to the total only.
 func (g *streamGate) enter(p peer.ID, exempt bool) string {
 	g.mu.Lock()

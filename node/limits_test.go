@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadtracker/kadtracker/records"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -78,3 +79,61 @@ func TestProtectionValidate(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestParseExemptRanges(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		fail string
+	}{
+		{"default", len(records.DefaultExempt()), ""},
+		{"none", 0, ""},
+		{"", 0, ""},
+		{"default, 192.0.2.0/24", len(records.DefaultExempt()) + 1, ""},
+		{"10.0.0.0/8,fd00::/8", 2, ""},
+		{"0.0.0.0/0", 0, "too wide"},
+		{"::/0", 0, "too wide"},
+		{"2000::/3", 0, "too wide"},
+		{"10.1.2.3/8", 0, "host bits"},
+		{"::ffff:10.0.0.0/104", 0, "as IPv4"},
+		{"10.0.0.0", 0, "exempt range"},
+	} {
+		ps, err := ParseExemptRanges(tc.in)
+		switch {
+		case tc.fail != "" && (err == nil || !contains(err.Error(), tc.fail)):
+			t.Errorf("ParseExemptRanges(%q) = %v, %v; want an error saying %q", tc.in, ps, err, tc.fail)
+		case tc.fail == "" && (err != nil || len(ps) != tc.n):
+			t.Errorf("ParseExemptRanges(%q) = %d ranges, %v; want %d", tc.in, len(ps), err, tc.n)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Limits.Exempt = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/1")}
+	if err := cfg.Validate(); err == nil || !contains(err.Error(), "too wide") {
+		t.Errorf("Validate with 0.0.0.0/1 exempt = %v", err)
+	}
+}
+
+// With the default ranges a loopback peer is exempt from the rates; with
+// none exempt (the configurable part) the same peer meets them.
+func TestExemptRangesApply(t *testing.T) {
+	p := DefaultProtection()
+	p.PeerRate = RateLimit{Rate: 1, Burst: 3}
+	now := func() time.Time { return time.Unix(1000, 0) }
+	ip := netip.MustParseAddr("127.0.0.1")
+	for _, exempt := range []bool{true, false} {
+		l := records.DefaultLimits()
+		if !exempt {
+			l.Exempt = nil
+		}
+		g := newGuard(p, l, now)
+		refused := 0
+		for range 10 {
+			if g.allow("peer", ip) != "" {
+				refused++
+			}
+		}
+		if exempt && refused != 0 || !exempt && refused != 7 {
+			t.Errorf("exempt=%v: %d of 10 refused", exempt, refused)
+		}
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	ma "github.com/multiformats/go-multiaddr"
+	"golang.org/x/time/rate"
 )
 
 // Files in DataDir besides the identity key.
@@ -48,6 +49,8 @@ type Node struct {
 	ownHost bool
 	dht     *dht.IpfsDHT
 	store   records.Store
+	lost    int               // records missing at open (records.Pebble.Lost)
+	aside   string            // where a damaged store was moved, if it was
 	memory  *bootstrap.Memory // nil for an ephemeral node
 	mdns    io.Closer         // nil unless Config.MDNS
 	rdv     *rendezvous       // nil unless Config.Rendezvous
@@ -60,11 +63,16 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu        sync.Mutex
-	announced map[records.Key]announcement
-	bridged   map[records.Key][]netip.AddrPort // endpoints PublishBridged keeps published
-	lastSeq   uint64
-	publishes keyLocks // one publish of a key at a time
+	mu             sync.Mutex
+	announced      map[records.Key]announcement
+	announcedDirty bool                             // announced changed since saved
+	sched          map[records.Key]*pubState        // when each published key is due again
+	saveMu         sync.Mutex                       // one save of announced at a time
+	failLog        *rate.Limiter                    // Warn lines about publish failures
+	unlogged       atomic.Int64                     // publish failures not logged at Warn since the last that was
+	bridged        map[records.Key][]netip.AddrPort // endpoints PublishBridged keeps published
+	lastSeq        uint64
+	publishes      keyLocks // one publish of a key at a time
 
 	stats     counters
 	guard     *guard
@@ -77,8 +85,9 @@ type Node struct {
 
 // announcement is a key this node keeps published for its local client.
 type announcement struct {
-	port uint16
-	seed bool
+	port    uint16
+	seed    bool
+	expires time.Time // of the last record a storing node took; zero before
 }
 
 type counters struct {
@@ -101,6 +110,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		now:       cfg.Clock,
 		store:     cfg.Store,
 		announced: make(map[records.Key]announcement),
+		sched:     make(map[records.Key]*pubState),
+		failLog:   rate.NewLimiter(rate.Every(failLogEvery/publishFailBurst), publishFailBurst),
 		bridged:   make(map[records.Key][]netip.AddrPort),
 		refused:   newTally(slices.Concat(refusalNames, vouchRefusalNames)),
 		rejected:  newTally(slices.Concat(rejectNames, vouchRejectNames)),
@@ -124,8 +135,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}()
 
 	if cfg.DataDir != "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("node: data dir: %w", err)
+		if err := privateDir(cfg.DataDir, n.log); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.Host != nil {
@@ -148,12 +159,10 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if cfg.DataDir == "" {
 			n.store = records.NewMemory(opts)
 		} else {
-			p, err := records.OpenPebble(filepath.Join(cfg.DataDir, storeDir), opts)
+			p, err := n.openStore(filepath.Join(cfg.DataDir, storeDir), opts)
 			if err != nil {
 				return nil, err
 			}
-			kept, dropped := p.Loaded()
-			n.log.Info("record store opened", "records", kept, "dropped", dropped)
 			n.store = p
 		}
 	}
@@ -170,6 +179,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 				return nil, err
 			}
 		}
+	}
+	if cfg.DataDir != "" {
+		n.restoreAnnounced()
 	}
 	opts := []dht.Option{
 		dht.ProtocolPrefix(networkKadPrefix(cfg.Network)),
@@ -223,6 +235,57 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.wg.Go(n.rememberLoop)
 	}
 	return n, nil
+}
+
+// openStore opens the record store in dir. A damaged one fails New with
+// what to do, or with Config.StoreRecovery is moved aside, never deleted,
+// and the node starts empty.
+func (n *Node) openStore(dir string, opts records.Options) (*records.Pebble, error) {
+	p, err := records.OpenPebble(dir, opts)
+	if errors.Is(err, records.ErrDamaged) {
+		if !n.cfg.StoreRecovery {
+			return nil, fmt.Errorf("node: %w", err) // it says what to do, StoreRecovery included
+		}
+		aside := fmt.Sprintf("%s.damaged-%s", dir, n.now().UTC().Format("20060102T150405Z"))
+		if rerr := os.Rename(dir, aside); rerr != nil {
+			return nil, fmt.Errorf("node: %w; moving it aside failed: %w", err, rerr)
+		}
+		n.log.Error("RECORD STORE DAMAGED: moved aside, starting with an empty store; the DHT and announcers refill it",
+			"dir", dir, "moved_to", aside, "err", err)
+		n.aside = aside
+		p, err = records.OpenPebble(dir, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	kept, dropped := p.Loaded()
+	n.lost = p.Lost()
+	if n.lost > 0 {
+		n.log.Error("RECORDS LOST: the store on disk holds fewer records than its count checkpoint; the DHT and announcers refill it",
+			"dir", dir, "lost", n.lost, "records", kept, "dropped", dropped)
+	} else {
+		n.log.Info("record store opened", "records", kept, "dropped", dropped)
+	}
+	return p, nil
+}
+
+// privateDir creates dir 0700, or makes an existing one 0700: it holds
+// the node's identity key and other people's addresses.
+func privateDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("node: data dir: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("node: data dir: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(dir, perm&0o700); err != nil {
+			return fmt.Errorf("node: data dir: %w", err)
+		}
+		log.Warn("data dir was open to other users: made it 0700", "dir", dir, "was", perm.String())
+	}
+	return nil
 }
 
 func kadMode(m DHTMode) dht.ModeOpt {
@@ -388,6 +451,8 @@ func (n *Node) Stats() Stats {
 		Started:          n.started,
 		Connections:      len(n.host.Network().Conns()),
 		Evicted:          st.Evicted,
+		RecordsLost:      n.lost,
+		StoreMovedAside:  n.aside,
 		PutsRejectedBy:   n.rejected.snapshot(),
 		Refused:          n.refused.snapshot(),
 		PutsReceived:     n.stats.putsReceived.Load(),

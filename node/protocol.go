@@ -1,10 +1,12 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"time"
@@ -37,66 +39,84 @@ const (
 var ErrRemote = errors.New("node: remote refused")
 
 // handleStream serves record-protocol requests on s until the remote closes
-// it, a read fails, or the stream's budget is spent.
+// it, a read fails, or the stream's budget is spent. The stream holds a
+// place of the gate from the start: one waiting for a request costs the
+// host as much as one being served.
 func (n *Node) handleStream(s network.Stream) {
 	defer s.Close()
 	remote := s.Conn().RemotePeer()
 	remoteIP, _ := addrIP(s.Conn().RemoteMultiaddr())
 	localIP, _ := addrIP(s.Conn().LocalMultiaddr())
 	w := pbio.NewDelimitedWriter(s)
-	r := pbio.NewDelimitedReader(s, MaxRequestSize)
-	for range maxRequestsPerStream {
-		_ = s.SetDeadline(time.Now().Add(n.cfg.RequestTimeout))
-		var req pb.Request
-		if err := r.ReadMsg(&req); err != nil {
-			if errors.Is(err, io.EOF) {
-				return
-			}
-			n.refuse(RefusedBadRequest, remote, remoteIP, "err", err)
-			// Say why before hanging up, when the stream still allows it.
-			var why error
-			switch {
-			case errors.Is(err, io.ErrShortBuffer):
-				why = fmt.Errorf("node: request larger than %d bytes", MaxRequestSize)
-			case !isStreamError(err):
-				why = errors.New("node: malformed request")
-			}
-			if why == nil || w.WriteMsg(failure(pb.Status_BAD_REQUEST, why)) != nil {
-				_ = s.Reset()
-			}
-			return // the deferred Close lets the reason reach the peer
-		}
-		if why := n.admit(remote, remoteIP); why != "" {
-			n.refuse(why, remote, remoteIP)
-			if w.WriteMsg(failure(pb.Status_BUSY, errBusy)) != nil {
-				_ = s.Reset()
-			}
-			return // a peer over its limits gets no more of this stream
-		}
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
-		resp := n.serve(ctx, remote, remoteIP, localIP, &req)
-		cancel()
-		n.guard.gate.leave(remote)
-		if err := w.WriteMsg(resp); err != nil {
-			n.log.Debug("record response not sent", "peer", remote, "err", err)
+	if why := n.guard.gate.enter(remote, remoteIP.IsValid() && n.guard.exempt(remoteIP)); why != "" {
+		n.refuse(why, remote, remoteIP)
+		_ = s.SetWriteDeadline(time.Now().Add(n.cfg.Protect.RequestStartTimeout))
+		if w.WriteMsg(failure(pb.Status_BUSY, errBusy)) != nil {
 			_ = s.Reset()
+		}
+		return
+	}
+	defer n.guard.gate.leave(remote)
+	br := bufio.NewReader(s) // pbio reads through it: Peek sees the request's first byte
+	r := pbio.NewDelimitedReader(br, MaxRequestSize)
+	for range maxRequestsPerStream {
+		_ = s.SetDeadline(time.Now().Add(n.cfg.Protect.RequestStartTimeout))
+		_, err := br.Peek(1)
+		if err == nil {
+			_ = s.SetDeadline(time.Now().Add(n.cfg.RequestTimeout))
+			var req pb.Request
+			if err = r.ReadMsg(&req); err == nil {
+				if !n.serveOne(s, w, remote, remoteIP, localIP, &req) {
+					return
+				}
+				continue
+			}
+		}
+		if errors.Is(err, io.EOF) {
 			return
 		}
+		why := RefusedBadRequest
+		switch {
+		case isTimeout(err):
+			why = RefusedTimeout
+		case isStreamError(err):
+			why = RefusedBroken
+		}
+		n.refuse(why, remote, remoteIP, "err", err)
+		// Say why before hanging up, when the stream still allows it.
+		var reason error
+		switch {
+		case errors.Is(err, io.ErrShortBuffer):
+			reason = fmt.Errorf("node: request larger than %d bytes", MaxRequestSize)
+		case !isStreamError(err):
+			reason = errors.New("node: malformed request")
+		}
+		if reason == nil || w.WriteMsg(failure(pb.Status_BAD_REQUEST, reason)) != nil {
+			_ = s.Reset()
+		}
+		return // the deferred Close lets the reason reach the peer
 	}
 }
 
-// admit takes a place for serving one request from remote (the caller
-// leaves the gate when done) and a token of its rates, or names the
-// refusal.
-func (n *Node) admit(remote peer.ID, ip netip.Addr) string {
-	if why := n.guard.gate.enter(remote, ip.IsValid() && n.guard.exempt(ip)); why != "" {
-		return why
+// serveOne answers req on s, or BUSY when remote is over its rates. It
+// reports whether the stream may carry another request.
+func (n *Node) serveOne(s network.Stream, w pbio.WriteCloser, remote peer.ID, remoteIP, localIP netip.Addr, req *pb.Request) bool {
+	if why := n.guard.allow(remote, remoteIP); why != "" {
+		n.refuse(why, remote, remoteIP)
+		if w.WriteMsg(failure(pb.Status_BUSY, errBusy)) != nil {
+			_ = s.Reset()
+		}
+		return false // a peer over its limits gets no more of this stream
 	}
-	if why := n.guard.allow(remote, ip); why != "" {
-		n.guard.gate.leave(remote)
-		return why
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
+	resp := n.serve(ctx, remote, remoteIP, localIP, req)
+	cancel()
+	if err := w.WriteMsg(resp); err != nil {
+		n.log.Debug("record response not sent", "peer", remote, "err", err)
+		_ = s.Reset()
+		return false
 	}
-	return ""
+	return true
 }
 
 // errBusy is the reason a BUSY response gives.
@@ -283,7 +303,14 @@ func (n *Node) PingRTT(ctx context.Context, p peer.ID) (time.Duration, error) {
 
 // isStreamError tells transport failures from a message that did not parse.
 func isStreamError(err error) bool {
-	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, network.ErrReset) || errors.Is(err, os.ErrDeadlineExceeded)
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, network.ErrReset) || isTimeout(err)
+}
+
+// isTimeout reports a deadline passing; the muxers' errors are not
+// os.ErrDeadlineExceeded but say Timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // addrIP extracts the IP of a connection's multiaddr.

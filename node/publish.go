@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,9 +41,17 @@ func (n *Node) Announce(ctx context.Context, key records.Key, port uint16, seed 
 	defer unlock()
 	n.stats.announces.Add(1)
 	n.mu.Lock()
-	n.announced[key] = announcement{port: port, seed: seed}
+	old, had := n.announced[key]
+	changed := !had || old.port != port || old.seed != seed
+	n.announced[key] = announcement{port: port, seed: seed, expires: old.expires}
+	n.announcedDirty = n.announcedDirty || changed
 	n.mu.Unlock()
-	return n.publish(ctx, key, port, seed, false)
+	res, err := n.publish(ctx, key, port, seed, false)
+	n.settle(key, res, err)
+	if changed {
+		n.persistAnnounced() // a new announcement survives a crash right after
+	}
+	return res, err
 }
 
 // Withdraw stops republishing key and asks the storing nodes to drop the
@@ -57,10 +67,17 @@ func (n *Node) Withdraw(ctx context.Context, key records.Key) error {
 	a, ok := n.announced[key]
 	delete(n.announced, key)
 	_, bridged := n.bridged[key]
+	if ok {
+		n.announcedDirty = true
+		if !bridged {
+			delete(n.sched, key)
+		}
+	}
 	n.mu.Unlock()
 	if !ok {
 		return nil
 	}
+	n.persistAnnounced()
 	if bridged {
 		_, err := n.publish(ctx, key, 0, false, false)
 		return err
@@ -101,7 +118,9 @@ func (n *Node) PublishBridged(ctx context.Context, key records.Key, endpoints []
 	n.bridged[key] = eps
 	a, own := n.announced[key]
 	n.mu.Unlock()
-	return n.publish(ctx, key, a.port, own && a.seed, false)
+	res, err := n.publish(ctx, key, a.port, own && a.seed, false)
+	n.settle(key, res, err)
+	return res, err
 }
 
 // WithdrawBridged stops publishing key's bridged endpoints: the record
@@ -116,6 +135,9 @@ func (n *Node) WithdrawBridged(ctx context.Context, key records.Key) error {
 	_, ok := n.bridged[key]
 	delete(n.bridged, key)
 	a, own := n.announced[key]
+	if ok && !own {
+		delete(n.sched, key)
+	}
 	n.mu.Unlock()
 	if !ok {
 		return nil
@@ -354,30 +376,123 @@ func countQueried(events <-chan *routing.QueryEvent) int {
 	return len(sent)
 }
 
-// republishLoop publishes every announced key again before its records
-// expire. Each round works from a snapshot of the keys, so Announce and
-// Withdraw of other keys never wait for it; each key is published from its
-// state at the time, under its publish lock, so a key withdrawn meanwhile
-// is skipped.
-func (n *Node) republishLoop() {
-	t := time.NewTicker(n.cfg.RepublishInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-		}
-		n.mu.Lock()
-		todo := make(map[records.Key]struct{}, len(n.announced)+len(n.bridged))
-		for k := range n.announced {
-			todo[k] = struct{}{}
-		}
-		for k := range n.bridged {
-			todo[k] = struct{}{}
+// Republish scheduling. Each published key is due again RepublishInterval
+// after a publish some storing node took; after one none took (refused,
+// unreachable, nobody to ask) it is retried sooner, backing off:
+// republishRetry doubling per failure up to RepublishInterval, with ±25%
+// jitter so keys refused together do not retry together.
+const (
+	republishRetry = 30 * time.Second
+	// failLogEvery: a key failing again and again is logged at Warn at most
+	// this often; across keys at most publishFailBurst Warn lines per
+	// failLogEvery. The rest go to Debug and are counted in the next Warn.
+	failLogEvery     = 10 * time.Minute
+	publishFailBurst = 10
+)
+
+// pubState is a published key's place in the republish schedule.
+type pubState struct {
+	due      time.Time // wall time of the next publish; zero: now
+	failures int       // consecutive publishes no storing node took
+	warned   time.Time // when a failure of the key was last logged at Warn
+}
+
+// retryBase is the first retry delay: republishRetry, or less for a short
+// RepublishInterval.
+func (n *Node) retryBase() time.Duration {
+	return min(republishRetry, n.cfg.RepublishInterval/8)
+}
+
+// backoff is the delay before the next publish of a key after failures
+// consecutive failures.
+func (n *Node) backoff(failures int) time.Duration {
+	d := n.cfg.RepublishInterval
+	if failures < 30 {
+		d = min(d, n.retryBase()<<(failures-1))
+	}
+	return d*3/4 + rand.N(d/2+1)
+}
+
+// settle schedules key's next publish after one that gave res, err, and
+// logs a failure within the limits above.
+func (n *Node) settle(key records.Key, res AnnounceResult, err error) {
+	wall := time.Now()
+	n.mu.Lock()
+	st := n.sched[key]
+	if st == nil {
+		st = &pubState{}
+		n.sched[key] = st
+	}
+	if err == nil && res.StoredOn > 0 {
+		recovered := st.failures
+		st.failures, st.due = 0, wall.Add(n.cfg.RepublishInterval)
+		if a, ok := n.announced[key]; ok {
+			a.expires = n.now().Add(n.cfg.RecordTTL)
+			n.announced[key] = a
+			n.announcedDirty = true
 		}
 		n.mu.Unlock()
-		for k := range todo {
+		if recovered > 0 {
+			n.log.Info("publishing works again", "key", key, "after_failures", recovered, "stored_on", res.StoredOn)
+		}
+		return
+	}
+	st.failures++
+	failures, retry := st.failures, n.backoff(st.failures)
+	st.due = wall.Add(retry)
+	warn := (failures == 1 || wall.Sub(st.warned) >= failLogEvery) && n.failLog.AllowN(wall, 1)
+	if warn {
+		st.warned = wall
+	}
+	n.mu.Unlock()
+	if err == nil {
+		err = fmt.Errorf("node: no storing node to publish to (%d targets)", res.Targets)
+	}
+	if !warn {
+		n.unlogged.Add(1)
+		n.log.Debug("publish failed", "key", key, "failures", failures, "retry_in", retry, "err", err)
+		return
+	}
+	n.log.Warn("publish failed, retrying with backoff", "key", key, "failures", failures, "retry_in", retry.Round(time.Second),
+		"err", brief(err), "failures_not_logged", n.unlogged.Swap(0))
+}
+
+// brief shortens a publish error, which joins one error per storing node,
+// to its first line and a count of the rest.
+func brief(err error) string {
+	s := err.Error()
+	lines := strings.Count(s, "\n")
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	if lines > 0 {
+		s += fmt.Sprintf(" (and %d more)", lines)
+	}
+	return s
+}
+
+// republishLoop publishes every announced or bridged key when it is due
+// (see settle), and saves the announcements when they changed. It wakes
+// every retryBase. Each key is published from its state at the time,
+// under its publish lock, so a key withdrawn meanwhile is skipped.
+func (n *Node) republishLoop() {
+	t := time.NewTicker(n.retryBase())
+	defer t.Stop()
+	for {
+		n.persistAnnounced()
+		now := time.Now()
+		n.mu.Lock()
+		var due []records.Key
+		for k, st := range n.sched {
+			if !st.due.After(now) {
+				due = append(due, k)
+			}
+		}
+		n.mu.Unlock()
+		for _, k := range due {
 			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RepublishInterval)
 			res, published, err := n.republish(ctx, k)
 			cancel()
@@ -388,11 +503,15 @@ func (n *Node) republishLoop() {
 				continue
 			}
 			n.stats.republishes.Add(1)
-			if err != nil {
-				n.log.Warn("republish failed", "key", k, "err", err)
-				continue
+			if err == nil {
+				n.log.Debug("republished", "key", k, "stored_on", res.StoredOn)
 			}
-			n.log.Debug("republished", "key", k, "stored_on", res.StoredOn)
+		}
+		select {
+		case <-n.ctx.Done():
+			n.persistAnnounced()
+			return
+		case <-t.C:
 		}
 	}
 }
@@ -402,17 +521,22 @@ func (n *Node) republishLoop() {
 func (n *Node) republish(ctx context.Context, key records.Key) (res AnnounceResult, published bool, err error) {
 	unlock, err := n.publishes.lock(ctx, key)
 	if err != nil {
+		n.settle(key, AnnounceResult{}, err)
 		return AnnounceResult{}, true, err
 	}
 	defer unlock()
 	n.mu.Lock()
 	a, own := n.announced[key]
 	_, bridged := n.bridged[key]
+	if !own && !bridged {
+		delete(n.sched, key)
+	}
 	n.mu.Unlock()
 	if !own && !bridged {
 		return AnnounceResult{}, false, nil
 	}
 	// Without an own client a is zero: port 0, no seed, bridged endpoints only.
 	res, err = n.publish(ctx, key, a.port, a.seed, false)
+	n.settle(key, res, err)
 	return res, true, err
 }

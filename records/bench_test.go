@@ -330,3 +330,29 @@ func BenchmarkBytesPerRecord(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPutFullKey is the cost of deciding a Put into a full infohash
+// (the default 2,000 peers from 250 addresses): keyVictim walks the key's
+// records once. Only the plan is made, so every iteration is such a Put.
+func BenchmarkPutFullKey(b *testing.B) {
+	const perKey, perIP = 2000, 8
+	ids := identities(b, perKey+1)
+	k := testKey(b, 1)
+	x := newIndex(Options{Limits: Limits{PeersPerKey: perKey, PeersPerKeyPerIP: perIP}, Seed: 1})
+	now := time.Now()
+	for i := range perKey {
+		e := seal(b, ids[i], rec(k, 1, now.Add(time.Hour)), netip.AddrFrom4([4]byte{203, 0, byte(i / perIP >> 8), byte(i / perIP)}))
+		p, err := x.planPut(e, now, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		x.apply(p)
+	}
+	newcomer := seal(b, ids[perKey], rec(k, 1, now.Add(time.Hour)), netip.MustParseAddr("198.51.100.1"))
+	b.ReportAllocs()
+	for b.Loop() {
+		if p, err := x.planPut(newcomer, now, true); err != nil || !p.evicting {
+			b.Fatalf("plan %+v, %v", p, err)
+		}
+	}
+}

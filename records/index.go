@@ -36,7 +36,8 @@ type index struct {
 	// the sources by record count, for the per-address caps and eviction.
 	sources map[netip.Addr]*source
 	heap    sourceHeap
-	rng     rand.PCG // eviction sampling; writers only (they are serialized)
+	rng     rand.PCG                  // eviction sampling; writers only (they are serialized)
+	groups  map[netip.Addr]groupCount // keyVictim's scratch; writers only
 	evicted int64
 }
 
@@ -237,7 +238,8 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 	// A tombstone for a record not (or no longer) stored here is stored
 	// all the same: the record may arrive late, or be replayed, and must
 	// lose to it.
-	if ks != nil && x.limits.PeersPerKey > 0 && len(ks.slots) >= x.limits.PeersPerKey {
+	keyFull := ks != nil && x.limits.PeersPerKey > 0 && len(ks.slots) >= x.limits.PeersPerKey
+	if keyFull && (!evict || x.limits.NoKeyEviction) {
 		return plan{}, fmt.Errorf("%w: %d peers for %s", ErrKeyFull, len(ks.slots), e.Key)
 	}
 	if n := x.announcers[e.Announcer].keys; x.limits.KeysPerAnnouncer > 0 && int(n) >= x.limits.KeysPerAnnouncer {
@@ -254,7 +256,16 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 	}
 	needKey := ks == nil && x.limits.Keys > 0 && len(x.keys) >= x.limits.Keys
 	needRecord := x.limits.Records > 0 && x.records >= x.limits.Records
-	if needKey || needRecord {
+	switch {
+	case keyFull:
+		// Evicting within the key keeps the record count: no store-wide
+		// eviction is needed as well.
+		v, ok := x.keyVictim(ks, e.IP)
+		if !ok {
+			return plan{}, fmt.Errorf("%w: %d peers for %s", ErrKeyFull, len(ks.slots), e.Key)
+		}
+		p.evict, p.evicting = v, true
+	case needKey || needRecord:
 		v, ok := x.victim(src, needKey)
 		if !evict || !ok {
 			if needKey {
@@ -268,6 +279,74 @@ func (x *index) planPut(e Entry, now time.Time, evict bool) (plan, error) {
 	p.s = x.newSlot(e)
 	p.bridged, p.eps = e.Bridged && !e.Withdrawn, slices.Clone(e.Endpoints)
 	return p, nil
+}
+
+// SwarmGroup is the unit a full infohash evicts by: an IPv4 address, or
+// the /56 an IPv6 address is in (what an ISP commonly gives one customer,
+// so one subscriber's /64s count as one). The zero Addr stays zero.
+func SwarmGroup(ip netip.Addr) netip.Addr {
+	if !ip.IsValid() {
+		return netip.Addr{}
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(56)
+		return p.Addr()
+	}
+	return ip
+}
+
+// keyVictim picks the record a new one from ip evicts from the full key
+// set ks: from the SwarmGroup holding the most of ks's records, the new
+// record counted with its own group, which wins ties (a group flooding a
+// swarm evicts its own records, never an address with fewer), the one
+// expiring soonest. Records of this node's own (no IP) are never chosen.
+// With none to choose it reports false. It walks the key set once (at
+// most PeersPerKey slots, only for a Put into a full key; see
+// BenchmarkPutFullKey), counting in x.groups, which writers share: they
+// are serialized.
+func (x *index) keyVictim(ks *keySet, ip netip.Addr) (recRef, bool) {
+	if x.groups == nil {
+		x.groups = make(map[netip.Addr]groupCount)
+	}
+	defer clear(x.groups)
+	for i := range ks.slots {
+		s := &ks.slots[i]
+		g := SwarmGroup(s.ip)
+		if !g.IsValid() {
+			continue
+		}
+		c, ok := x.groups[g]
+		if !ok || s.expires < ks.slots[c.soonest].expires {
+			c.soonest = int32(i)
+		}
+		c.n++
+		x.groups[g] = c
+	}
+	own := SwarmGroup(ip)
+	heavy, most := own, 0
+	if own.IsValid() {
+		most = x.groups[own].n + 1
+	}
+	for g, c := range x.groups {
+		// Ties between other groups go to the lower address, so the
+		// choice does not depend on map order.
+		if c.n > most || (c.n == most && heavy != own && g.Less(heavy)) {
+			heavy, most = g, c.n
+		}
+	}
+	c, ok := x.groups[heavy]
+	if !ok {
+		return recRef{}, false // no group, or the new record's holds none here
+	}
+	return recRef{ks: ks, announcer: ks.slots[c.soonest].announcer}, true
+}
+
+// groupCount is one SwarmGroup's records in a key set, and its record
+// expiring soonest.
+type groupCount struct {
+	n       int
+	soonest int32
 }
 
 // checkBridged applies the bridged-record caps to e, a bridged record new

@@ -33,8 +33,13 @@ import (
 type Pebble struct {
 	now func() time.Time
 	ds  *pebbleds.Datastore
+	dir string
 
-	kept, dropped int
+	kept, dropped, lost int
+	// floor is the count checkpoint on disk: at least floor records are
+	// stored. Writers keep it at or below the record count (wmu).
+	floor   int
+	corrupt damageSeen // what damage pebble reported
 
 	// wmu serializes writers (Put, Remove, Expire, Close) across their disk
 	// write, so a plan made under mu.RLock is still valid when applied.
@@ -53,30 +58,75 @@ const dsPrefix = "/r"
 // record back, verifying each envelope again. Expired, undecodable or
 // unverifiable records, and records over the limits, are deleted and
 // counted in Loaded rather than failing the open.
+//
+// A damaged store (a block failing its checksum, a MANIFEST or WAL that
+// does not parse) fails with an error wrapping ErrDamaged that names dir.
+// Records missing against the count checkpoint (written at Close and
+// kept up while the store runs) are reported by Lost: a damaged WAL or
+// MANIFEST can make pebble open with fewer records and no error.
+//
+// The directory is made 0700 and its files 0600.
 func OpenPebble(dir string, opts Options) (*Pebble, error) {
 	return openPebble(dir, opts, pebble.Sync)
 }
 
 // openPebble is OpenPebble with a choice of durability, so a benchmark can
 // fill a store without an fsync per record.
-func openPebble(dir string, opts Options, wo *pebble.WriteOptions) (*Pebble, error) {
-	d, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleWriteOptions(wo))
+func openPebble(dir string, opts Options, wo *pebble.WriteOptions) (_ *Pebble, err error) {
+	s := &Pebble{now: opts.clock(), dir: dir, x: newIndex(opts)}
+	if _, err := tighten(dir); err != nil {
+		return nil, fmt.Errorf("records: %s: %w", dir, err)
+	}
+	defer func() {
+		// pebble's Fatalf panics (see quietLogger) on damage it cannot
+		// return as an error.
+		if r := recover(); r != nil {
+			perr, ok := r.(error)
+			if !ok || !errors.Is(perr, ErrDamaged) {
+				panic(r)
+			}
+			why, _ := s.corrupt.get()
+			err = s.damage(errors.New(why))
+		}
+	}()
+	d, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleOpts(pebbleOptions(&s.corrupt)), pebbleds.WithPebbleWriteOptions(wo))
 	if err != nil {
+		if damaged(err, &s.corrupt) {
+			return nil, s.damage(err)
+		}
 		return nil, fmt.Errorf("records: open %s: %w", dir, err)
 	}
-	s := &Pebble{now: opts.clock(), ds: d, x: newIndex(opts)}
+	s.ds = d
 	if err := s.load(context.Background()); err != nil {
-		return nil, errors.Join(fmt.Errorf("records: load %s: %w", dir, err), d.Close())
+		cerr := d.Close()
+		if damaged(err, &s.corrupt) {
+			return nil, s.damage(err)
+		}
+		return nil, errors.Join(fmt.Errorf("records: load %s: %w", dir, err), cerr)
 	}
 	return s, nil
+}
+
+// damage is the one error a damaged store opens with.
+func (s *Pebble) damage(err error) error {
+	return fmt.Errorf("%w: the record store in %s cannot be read (%v); move the directory aside (the node does so with store recovery on) and the DHT refills it", ErrDamaged, s.dir, err)
 }
 
 // Loaded reports how many records OpenPebble kept and how many it dropped.
 func (s *Pebble) Loaded() (kept, dropped int) { return s.kept, s.dropped }
 
+// Lost reports how many records OpenPebble found missing against the
+// count checkpoint: lost to damage, since nothing deletes records without
+// lowering the checkpoint first. Zero when there was no checkpoint.
+func (s *Pebble) Lost() int { return s.lost }
+
 // load reads the datastore into the index. Verifying signatures is the slow
 // part, so it runs on every CPU.
 func (s *Pebble) load(ctx context.Context) error {
+	floor, checked, err := readCount(s.dir)
+	if err != nil {
+		return err
+	}
 	res, err := s.ds.Query(ctx, query.Query{Prefix: dsPrefix})
 	if err != nil {
 		return err
@@ -95,6 +145,12 @@ func (s *Pebble) load(ctx context.Context) error {
 	}
 	if err := res.Close(); err != nil {
 		return err
+	}
+	if why, ok := s.corrupt.get(); ok {
+		return errors.New(why)
+	}
+	if checked && len(raw) < floor {
+		s.lost = floor - len(raw)
 	}
 
 	decoded := make([]Entry, len(raw))
@@ -125,6 +181,11 @@ func (s *Pebble) load(ctx context.Context) error {
 		drop = append(drop, raw[i].Key)
 	}
 	s.dropped = len(drop)
+	// The checkpoint goes down before the drops do.
+	s.floor = max(0, s.kept-countSlack(s.kept))
+	if err := writeCount(s.dir, s.floor); err != nil {
+		return fmt.Errorf("records: count checkpoint: %w", err)
+	}
 	if len(drop) == 0 {
 		return nil
 	}
@@ -138,6 +199,38 @@ func (s *Pebble) load(ctx context.Context) error {
 		}
 	}
 	return b.Commit(ctx)
+}
+
+// lowerFloor lowers the count checkpoint before a deletion leaves after
+// records on disk, when that is below it. The caller holds wmu.
+func (s *Pebble) lowerFloor(after int) error {
+	if after >= s.floor {
+		return nil
+	}
+	floor := max(0, after-countSlack(after))
+	if err := writeCount(s.dir, floor); err != nil {
+		return fmt.Errorf("records: count checkpoint: %w", err)
+	}
+	s.floor = floor
+	return nil
+}
+
+// raiseFloor moves the count checkpoint up to within the slack of the
+// record count, so a loss of the records stored since is detected too.
+// The caller holds wmu.
+func (s *Pebble) raiseFloor() error {
+	s.mu.RLock()
+	n := s.x.records
+	s.mu.RUnlock()
+	floor := max(0, n-countSlack(n))
+	if floor <= s.floor {
+		return nil
+	}
+	if err := writeCount(s.dir, floor); err != nil {
+		return fmt.Errorf("records: count checkpoint: %w", err)
+	}
+	s.floor = floor
+	return nil
 }
 
 // Put implements Store. The record is on disk when Put returns nil.
@@ -174,7 +267,12 @@ func (s *Pebble) write(ctx context.Context, p plan, a peer.ID) error {
 		}
 		err = s.ds.Put(ctx, dsKey(p.key, a), encodeValue([]byte(p.s.envelope), p.s.ip))
 	case opDelete:
-		err = s.ds.Delete(ctx, dsKey(p.key, a))
+		s.mu.RLock()
+		after := s.x.records - 1
+		s.mu.RUnlock()
+		if err = s.lowerFloor(after); err == nil {
+			err = s.ds.Delete(ctx, dsKey(p.key, a))
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("records: persist: %w", err)
@@ -258,7 +356,14 @@ func (s *Pebble) Expire(ctx context.Context) (int, error) {
 	refs := s.x.expired(now)
 	s.mu.RUnlock()
 	if len(refs) == 0 {
-		return 0, nil
+		// Expire runs every minute or so: the checkpoint follows.
+		return 0, s.raiseFloor()
+	}
+	s.mu.RLock()
+	after := s.x.records - len(refs)
+	s.mu.RUnlock()
+	if err := s.lowerFloor(after); err != nil {
+		return 0, err
 	}
 	b, err := s.ds.Batch(ctx)
 	if err != nil {
@@ -273,11 +378,11 @@ func (s *Pebble) Expire(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("records: persist: %w", err)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, r := range refs {
 		s.x.apply(s.x.planRemove(r.key, r.announcer))
 	}
-	return len(refs), nil
+	s.mu.Unlock()
+	return len(refs), s.raiseFloor()
 }
 
 // Stats implements Store. A closed store holds nothing.
@@ -300,10 +405,15 @@ func (s *Pebble) Close() error {
 		s.mu.Unlock()
 		return nil
 	}
+	n := s.x.records
 	s.x = nil
 	s.mu.Unlock()
 	if err := s.ds.Close(); err != nil {
 		return fmt.Errorf("records: close: %w", err)
+	}
+	// Every record is on disk: the checkpoint is exact.
+	if err := writeCount(s.dir, n); err != nil {
+		return fmt.Errorf("records: count checkpoint: %w", err)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
 	pebbleds "github.com/ipfs/go-ds-pebble"
 )
@@ -222,13 +223,26 @@ func TestPebbleSIGKILLChild(t *testing.T) {
 		t.Skip("the child of TestPebbleSIGKILL")
 	}
 	n, _ := strconv.Atoi(os.Getenv("RECORDS_SIGKILL_N"))
-	s, err := OpenPebble(dir, Options{})
+	wo := pebble.Sync
+	if os.Getenv("RECORDS_SIGKILL_NOSYNC") != "" {
+		wo = pebble.NoSync // TestPebbleDamagedWAL: speed, not durability
+	}
+	s, err := openPebble(dir, Options{}, wo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := newIdentity(t, 0)
 	for i := range n {
 		if err := s.Put(context.Background(), seal(t, id, rec(testKey(t, i), 1, time.Now().Add(time.Hour)), testIP)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// As the node's sweep does every minute: the count checkpoint follows.
+	if _, err := s.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if wo == pebble.NoSync {
+		if err := s.ds.DB.LogData(nil, pebble.Sync); err != nil { // the WAL on disk, not in a buffer
 			t.Fatal(err)
 		}
 	}

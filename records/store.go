@@ -24,9 +24,10 @@ var (
 // count until Expire deletes them, except that an announcer's expired record
 // is replaced by its next one whatever the seq.
 //
-// The per-entity caps (PeersPerKey, KeysPerAnnouncer and the per-address
-// ones) refuse a Put. The store-wide caps (Records, Keys) evict instead, so
-// a full store keeps taking fresh records and a flood displaces itself.
+// The per-entity caps (KeysPerAnnouncer and the per-address ones) refuse
+// a Put; PeersPerKey evicts within the infohash (see its comment). The
+// store-wide caps (Records, Keys) evict too, so a full store keeps taking
+// fresh records and a flood displaces itself.
 //
 // Eviction policy. When a new record would exceed Records (or, for a new
 // infohash, Keys), the store deletes one record first:
@@ -42,7 +43,15 @@ var (
 //
 // Evictions are counted in Stats.Evicted.
 type Limits struct {
-	PeersPerKey      int // records per infohash
+	// PeersPerKey bounds the records per infohash. A new record for a full
+	// infohash evicts one from the SwarmGroup holding the most of its
+	// records (see keyVictim), so addresses that fill a swarm displace
+	// their own records and a new address still gets in.
+	PeersPerKey int
+	// NoKeyEviction refuses a new record for a full infohash with
+	// ErrKeyFull instead of evicting: the behaviour before eviction, which
+	// lets 250 addresses censor a swarm. For tests that show the attack.
+	NoKeyEviction    bool
 	Keys             int // infohashes in the store (evicts)
 	KeysPerAnnouncer int // infohashes one announcer may hold records for
 	// Records bounds the records stored, all infohashes together: the

@@ -284,7 +284,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T, opts Options) Store) {
 			want   error
 			fits   [][2]int // still accepted at the cap
 		}{
-			{"PeersPerKey", Limits{PeersPerKey: 2}, [][2]int{{0, 1}, {1, 1}}, [2]int{2, 1}, ErrKeyFull, [][2]int{{0, 1}, {2, 2}}},
+			{"PeersPerKey", Limits{PeersPerKey: 2, NoKeyEviction: true}, [][2]int{{0, 1}, {1, 1}}, [2]int{2, 1}, ErrKeyFull, [][2]int{{0, 1}, {2, 2}}},
 			{"KeysPerAnnouncer", Limits{KeysPerAnnouncer: 2}, [][2]int{{0, 1}, {0, 2}}, [2]int{0, 3}, ErrAnnouncerFull, [][2]int{{1, 3}, {0, 1}}},
 			{"RecordsPerIP", Limits{RecordsPerIP: 2}, [][2]int{{0, 1}, {1, 2}}, [2]int{2, 3}, ErrIPFull, [][2]int{{0, 1}, {1, 2}}},
 			{"PeersPerKeyPerIP", Limits{PeersPerKeyPerIP: 2}, [][2]int{{0, 1}, {1, 1}}, [2]int{2, 1}, ErrKeyIPFull, [][2]int{{0, 1}, {2, 2}}},
@@ -317,6 +317,73 @@ func runStoreSuite(t *testing.T, open func(t *testing.T, opts Options) Store) {
 					}
 				}
 				put(t, s, entry(tc.over))
+			})
+		}
+	})
+
+	// KeyFill: Sybils at many addresses (or one IPv6 /56), each within
+	// PeersPerKeyPerIP, fill an infohash; a new address still gets in, by
+	// evicting from the heaviest group. The control, NoKeyEviction, shows
+	// the fill censoring the swarm. The cap is scaled down from the
+	// default 2,000 (250 IPv4 addresses of 8) to 200 (25 of 8).
+	t.Run("KeyFill", func(t *testing.T) {
+		const perKey, perIP, sybils = 200, 8, 25
+		many := identities(t, perKey+8)
+		honestIP := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)}) }
+		v4 := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}) }
+		v6 := func(i int) netip.Addr { // 25 /64s of one /56
+			return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0xab, byte(i), 15: 1})
+		}
+		for _, tc := range []struct {
+			name    string
+			sybil   func(int) netip.Addr
+			control bool
+		}{
+			{"IPv4", v4, false},
+			{"IPv6/56", v6, false},
+			{"IPv4/NoKeyEviction", v4, true},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				l := Limits{PeersPerKey: perKey, PeersPerKeyPerIP: perIP, NoKeyEviction: tc.control}
+				s, _ := setup(t, l)
+				// Two honest peers first, expiring sooner than the Sybils.
+				for i := range 2 {
+					put(t, s, seal(t, many[i], rec(k1, 1, t0.Add(10*time.Minute)), honestIP(i)))
+				}
+				for i := 2; i < perKey; i++ {
+					put(t, s, seal(t, many[i], rec(k1, 1, expire), tc.sybil(i%sybils)))
+				}
+				if n := get(t, s, k1, 0); n.Leechers != perKey {
+					t.Fatalf("filled to %d, want %d", n.Leechers, perKey)
+				}
+				newcomer := seal(t, many[perKey], rec(k1, 1, expire), honestIP(7))
+				err := s.Put(ctx, newcomer)
+				if tc.control {
+					if !errors.Is(err, ErrKeyFull) {
+						t.Fatalf("control: a new address into a full key = %v, want ErrKeyFull (the censorship)", err)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("a new address into a full key = %v, want it stored", err)
+				}
+				// A Sybil's next record, from a fresh address, evicts a
+				// Sybil's, never an honest one.
+				put(t, s, seal(t, many[perKey+1], rec(k1, 1, expire), tc.sybil(sybils)))
+				res := get(t, s, k1, perKey)
+				honest := 0
+				for _, e := range res.Entries {
+					if e.IP.Is4() && e.IP.As4()[0] == 198 {
+						honest++
+					}
+				}
+				if honest != 3 || len(res.Entries) != perKey {
+					t.Errorf("after the fill: %d honest of %d stored, want 3 of %d", honest, len(res.Entries), perKey)
+				}
+				if st := s.Stats(); st.Evicted != 2 {
+					t.Errorf("Evicted = %d, want 2", st.Evicted)
+				}
+				checkInvariants(t, s, l)
 			})
 		}
 	})

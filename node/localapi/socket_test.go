@@ -271,3 +271,41 @@ func TestShutdownCancelsStuckRequests(t *testing.T) {
 		t.Error("a stuck request succeeded")
 	}
 }
+
+// The socket is made 0600 in a private directory before it appears at its
+// path; the directory goes away, and Close removes the socket, but not one
+// that has taken its place.
+func TestListenLeavesNothingBehind(t *testing.T) {
+	path := socketPath(t)
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
+		t.Errorf("beside the socket: %v, want only it", ents)
+	}
+	if ln.Addr().String() != path {
+		t.Errorf("Addr = %s, want %s", ln.Addr(), path)
+	}
+	ln.Close()
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("socket left after Close: %v", err)
+	}
+
+	ln, err = Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	other, err := Listen(path) // another daemon's, after ours was removed
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ln.Close()
+	if _, err := os.Lstat(path); err != nil {
+		t.Errorf("Close removed a socket that was not its own: %v", err)
+	}
+}
