@@ -130,7 +130,9 @@ func (n *Node) persistAnnounced() {
 	n.announcedDirty = false
 	as := make([]savedAnnouncement, 0, len(n.announced))
 	for k, a := range n.announced {
-		as = append(as, savedAnnouncement{Key: k, Port: a.port, Seed: a.seed, Expires: a.expires})
+		if !a.transient {
+			as = append(as, savedAnnouncement{Key: k, Port: a.port, Seed: a.seed, Expires: a.expires})
+		}
 	}
 	n.mu.Unlock()
 	if err := saveAnnounced(n.cfg.DataDir, as); err != nil {

@@ -55,6 +55,12 @@ func TestRestartKeepsAnnouncements(t *testing.T) {
 			if err := nd.Withdraw(ctx, gone); err != nil {
 				t.Fatal(err)
 			}
+			// The tracker front's announcements are its clients', who
+			// announce again after a restart: they are not saved.
+			transient := randomKey(t, rng, false)
+			if _, err := nd.AnnounceTransient(ctx, transient, 6882, false); err != nil {
+				t.Fatal(err)
+			}
 			before, ok := ownRecord(t, nd, keep)
 			if !ok {
 				t.Fatal("no own record before the restart")

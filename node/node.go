@@ -88,6 +88,9 @@ type announcement struct {
 	port    uint16
 	seed    bool
 	expires time.Time // of the last record a storing node took; zero before
+	// transient: not saved in DataDir (AnnounceTransient): its announcer
+	// announces again after a restart, or not at all.
+	transient bool
 }
 
 type counters struct {

@@ -23,8 +23,21 @@ import (
 var ErrClosed = errors.New("node: closed")
 
 // Announce publishes this node's client (port, seed) for key on the m closest
-// DHT nodes and keeps republishing it until Withdraw or Close.
+// DHT nodes and keeps republishing it until Withdraw, also across restarts
+// (the announcement is saved in DataDir).
 func (n *Node) Announce(ctx context.Context, key records.Key, port uint16, seed bool) (AnnounceResult, error) {
+	return n.announce(ctx, key, port, seed, false)
+}
+
+// AnnounceTransient is Announce for an announcer that announces again after
+// a restart, the tracker front: its clients re-announce, and a client that
+// stopped while the daemon was down must not be republished for ever. It is
+// not saved in DataDir (unless Announce made the same key persistent).
+func (n *Node) AnnounceTransient(ctx context.Context, key records.Key, port uint16, seed bool) (AnnounceResult, error) {
+	return n.announce(ctx, key, port, seed, true)
+}
+
+func (n *Node) announce(ctx context.Context, key records.Key, port uint16, seed, transient bool) (AnnounceResult, error) {
 	if key.IsZero() {
 		return AnnounceResult{}, records.ErrBadKey
 	}
@@ -42,9 +55,10 @@ func (n *Node) Announce(ctx context.Context, key records.Key, port uint16, seed 
 	n.stats.announces.Add(1)
 	n.mu.Lock()
 	old, had := n.announced[key]
-	changed := !had || old.port != port || old.seed != seed
-	n.announced[key] = announcement{port: port, seed: seed, expires: old.expires}
-	n.announcedDirty = n.announcedDirty || changed
+	transient = transient && (!had || old.transient)
+	changed := !had || old.port != port || old.seed != seed || old.transient != transient
+	n.announced[key] = announcement{port: port, seed: seed, expires: old.expires, transient: transient}
+	n.announcedDirty = n.announcedDirty || changed && !transient
 	n.mu.Unlock()
 	res, err := n.publish(ctx, key, port, seed, false)
 	n.settle(key, res, err)
@@ -429,7 +443,7 @@ func (n *Node) settle(key records.Key, res AnnounceResult, err error) {
 		if a, ok := n.announced[key]; ok {
 			a.expires = n.now().Add(n.cfg.RecordTTL)
 			n.announced[key] = a
-			n.announcedDirty = true
+			n.announcedDirty = n.announcedDirty || !a.transient
 		}
 		n.mu.Unlock()
 		if recovered > 0 {

@@ -16,6 +16,7 @@ import (
 // dhtNode is what the daemon's faces use of *node.Node.
 type dhtNode interface {
 	Announce(ctx context.Context, key records.Key, port uint16, seed bool) (node.AnnounceResult, error)
+	AnnounceTransient(ctx context.Context, key records.Key, port uint16, seed bool) (node.AnnounceResult, error)
 	Withdraw(ctx context.Context, key records.Key) error
 	Lookup(ctx context.Context, key records.Key, want int) (node.LookupResult, error)
 	Records(ctx context.Context) ([]records.Entry, error)
@@ -32,6 +33,9 @@ var _ dhtNode = (*node.Node)(nil)
 type offlineNode struct{ started time.Time }
 
 func (offlineNode) Announce(context.Context, records.Key, uint16, bool) (node.AnnounceResult, error) {
+	return node.AnnounceResult{}, nil
+}
+func (offlineNode) AnnounceTransient(context.Context, records.Key, uint16, bool) (node.AnnounceResult, error) {
 	return node.AnnounceResult{}, nil
 }
 func (offlineNode) Withdraw(context.Context, records.Key) error { return nil }

@@ -56,6 +56,9 @@ type fakeNode struct {
 func (f *fakeNode) Announce(_ context.Context, _ records.Key, port uint16, _ bool) (node.AnnounceResult, error) {
 	return node.AnnounceResult{StoredOn: int(port) % 10, Targets: 8}, nil
 }
+func (f *fakeNode) AnnounceTransient(ctx context.Context, key records.Key, port uint16, seed bool) (node.AnnounceResult, error) {
+	return f.Announce(ctx, key, port, seed)
+}
 func (f *fakeNode) Withdraw(context.Context, records.Key) error { return nil }
 func (f *fakeNode) Lookup(context.Context, records.Key, int) (node.LookupResult, error) {
 	return f.lookup, nil

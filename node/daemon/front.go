@@ -27,12 +27,14 @@ var _ tracker.Node = (*frontNode)(nil)
 
 // Announce publishes the client. A record that no storing node took yet is
 // not an error for the front: the node keeps the key announced and its
-// republish loop tries again.
+// republish loop tries again. The announcement is transient: after a
+// restart the front's clients announce again, and one that stopped
+// meanwhile must not stay published.
 func (f *frontNode) Announce(ctx context.Context, key records.Key, port uint16, seed bool) error {
 	if !f.publish {
 		return nil
 	}
-	_, err := f.n.Announce(ctx, key, port, seed)
+	_, err := f.n.AnnounceTransient(ctx, key, port, seed)
 	return err
 }
 
