@@ -121,6 +121,12 @@ func (c *statusCmd) run(ctx context.Context, stdout, _ io.Writer) error {
 		}
 		fmt.Fprintf(w, "routing table:\t%d peers\n", st.RoutingTableSize)
 		fmt.Fprintf(w, "records stored:\t%d for %d infohashes\n", st.RecordsStored, st.KeysStored)
+		if st.RecordsLost > 0 {
+			fmt.Fprintf(w, "records lost:\t%d missing from the store at start (damaged store?)\n", st.RecordsLost)
+		}
+		if st.StoreMovedAside != "" {
+			fmt.Fprintf(w, "store:\tdamaged; moved aside to %s, started empty\n", st.StoreMovedAside)
+		}
 		fmt.Fprintf(w, "announcing:\t%d infohashes\n", st.Announced)
 		fmt.Fprintf(w, "replication:\t%d\n", st.Replication)
 		fmt.Fprintf(w, "DHT mode:\t%s\n", st.DHTMode)

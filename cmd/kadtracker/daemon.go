@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/kadtracker/kadtracker/bootstrap"
 	"github.com/kadtracker/kadtracker/node"
 	"github.com/kadtracker/kadtracker/node/daemon"
+	"github.com/kadtracker/kadtracker/records"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -52,6 +55,8 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 	fs.BoolVar(&d.node.RendezvousServe, "rendezvous-serve", d.node.RendezvousServe, "serve the rendezvous DHT (private networks)")
 	fs.DurationVar(&d.node.RecordTTL, "record-ttl", d.node.RecordTTL, "how long a published record lives on storing nodes")
 	fs.DurationVar(&d.node.RepublishInterval, "republish", d.node.RepublishInterval, "how often announced records are published again")
+	fs.BoolVar(&d.node.StoreRecovery, "store-recovery", d.node.StoreRecovery, "when the record store is damaged, move it aside (DATA-DIR/records.damaged-TIME, never deleted) and start with an empty one; the DHT and announcers refill it")
+	fs.Var((*exemptRanges)(&d.node.Limits.Exempt), "exempt-ranges", "`CIDRS` exempt from the per-address limits: default (loopback, private and link-local ranges), none, or a comma-separated list; default,CIDR adds to the default")
 	fs.IntVar(&d.node.BridgeQuorum, "bridged-quorum", d.node.BridgeQuorum, "serve a bridged endpoint (a peer another daemon learned from a classic tracker or TSUP) only when `N` bridges at distinct addresses name it")
 	fs.BoolVar(&d.node.LocalBridgedEndpoints, "bridged-local", d.node.LocalBridgedEndpoints, "accept and serve bridged endpoints on loopback and private addresses: for private networks and tests, never on the Internet (a bridge could point every client at their own LAN)")
 	fs.Var((*logLevel)(&d.logLevel), "log-level", "log `LEVEL`: debug, info, warn or error")
@@ -246,4 +251,30 @@ func (o oneOf) Set(v string) error {
 		}
 	}
 	return fmt.Errorf("want %s", strings.Join(o.values, " or "))
+}
+
+// exemptRanges is --exempt-ranges (node.ParseExemptRanges).
+type exemptRanges []netip.Prefix
+
+func (e *exemptRanges) String() string {
+	if e == nil || *e == nil {
+		return ""
+	}
+	if slices.Equal(*e, records.DefaultExempt()) {
+		return "default"
+	}
+	s := make([]string, len(*e))
+	for i, p := range *e {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (e *exemptRanges) Set(v string) error {
+	ranges, err := node.ParseExemptRanges(v)
+	if err != nil {
+		return err
+	}
+	*e = ranges
+	return nil
 }

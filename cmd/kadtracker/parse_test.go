@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -92,8 +93,10 @@ func TestParseRun(t *testing.T) {
 			"--data-dir", "/d", "--listen", "/ip4/127.0.0.1/tcp/0, /ip4/127.0.0.1/udp/0/quic-v1",
 			"--bootstrap", boot, "--rpc-socket=/s.sock", "--replication", "3", "--dht-mode", "client",
 			"--mdns", "--record-ttl", "1h", "--republish", "20m", "--log-level", "debug", "-log-format", "json",
-			"--bridged-quorum", "1", "--bridged-local",
+			"--bridged-quorum", "1", "--bridged-local", "--store-recovery", "--exempt-ranges", "default,192.0.2.0/24",
 		}, daemonWant(func(d *daemonCmd) {
+			d.node.StoreRecovery = true
+			d.node.Limits.Exempt = append(records.DefaultExempt(), netip.MustParsePrefix("192.0.2.0/24"))
 			d.node.BridgeQuorum, d.node.LocalBridgedEndpoints = 1, true
 			d.node.DataDir, d.rpcSocket = "/d", "/s.sock"
 			d.node.ListenAddrs = addrs(t, "/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1")

@@ -93,6 +93,7 @@ func (b *apiBackend) Status(context.Context) (localapi.Status, error) {
 			LastError:      st.Rendezvous.LastError,
 		},
 	}
+	out.RecordsLost, out.StoreMovedAside = st.RecordsLost, st.StoreMovedAside
 	if b.info != nil {
 		out.TrackerHTTP, out.TrackerUDP = b.info.TrackerHTTP, b.info.TrackerUDP
 	}

@@ -48,6 +48,11 @@ type Status struct {
 	PublicAddrs []string    `json:"public_addrs,omitempty"`
 	PortMapping PortMapping `json:"port_mapping,omitzero"`
 	Rendezvous  Rendezvous  `json:"rendezvous,omitzero"`
+	// RecordsLost counts the records the store's checkpoint expected at
+	// open but did not find (a damaged store); StoreMovedAside is where a
+	// damaged store was moved by --store-recovery. Omitted when zero.
+	RecordsLost     int    `json:"records_lost,omitempty"`
+	StoreMovedAside string `json:"store_moved_aside,omitempty"`
 }
 
 // PortMapping is the state of the UPnP / NAT-PMP port mapping.
