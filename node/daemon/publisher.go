@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -140,9 +141,15 @@ func (p *bridgedPublisher) flush(ctx context.Context) {
 		}
 		cancel()
 		p.mu.Lock()
+		if err != nil && ctx.Err() == nil {
+			// Unless handOver, the node holds the key now and retries it
+			// with its own per-key backoff, logging rate-limited: publishing
+			// it again every round from here would flood the log and the
+			// storing nodes that refuse it.
+			p.log.Debug("bridged record not stored yet", "infohash", j.key, "err", err, "node_retries", handOver(err))
+		}
 		switch {
-		case err != nil && ctx.Err() == nil:
-			p.log.Info("bridged record not published; will retry", "infohash", j.key, "err", err)
+		case err != nil && ctx.Err() == nil && !handOver(err):
 			p.dirty[j.key] = true
 		case len(j.eps) == 0:
 			delete(p.published, j.key)
@@ -151,4 +158,12 @@ func (p *bridgedPublisher) flush(ctx context.Context) {
 		}
 		p.mu.Unlock()
 	}
+}
+
+// handOver reports whether a failed PublishBridged or WithdrawBridged left
+// the key with the node, which then retries it itself: every failure but
+// one of timing (the key's publish lock not had in time) or of a closed
+// node.
+func handOver(err error) bool {
+	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !errors.Is(err, node.ErrClosed)
 }
