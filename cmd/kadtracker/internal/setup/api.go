@@ -20,6 +20,7 @@ const maxBody = 32 << 20
 type api struct {
 	http     *http.Client
 	endpoint string
+	limit    int // of an answer's bytes; maxBody
 }
 
 // do sends req and returns the status, headers and body; a refused or
@@ -33,12 +34,12 @@ func (a *api) do(req *http.Request) (int, http.Header, []byte, error) {
 		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(a.limit)+1))
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("%s: %w", a.endpoint, err)
 	}
-	if len(body) > maxBody {
-		return 0, nil, nil, fmt.Errorf("%s: answer longer than %d bytes", a.endpoint, maxBody)
+	if len(body) > a.limit {
+		return 0, nil, nil, fmt.Errorf("%w: %s: answer longer than %d bytes", ErrTooLong, a.endpoint, a.limit)
 	}
 	return resp.StatusCode, resp.Header, body, nil
 }

@@ -32,6 +32,8 @@ var (
 	ErrNeedPassword = errors.New("setup: the client wants a password")
 	// ErrOldVersion: the client's API lacks what setup needs.
 	ErrOldVersion = errors.New("setup: the client's version is too old")
+	// ErrTooLong: an answer of the client's API exceeded the bound.
+	ErrTooLong = errors.New("setup: the client's answer is too long")
 	// ErrNoRecord: undo found nothing that setup added.
 	ErrNoRecord = errors.New("setup: no record of a setup for this client")
 )
@@ -174,7 +176,7 @@ func newBackend(c Config) (backend, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: c.Timeout}
 	}
-	api := &api{http: hc, endpoint: c.endpoint()}
+	api := &api{http: hc, endpoint: c.endpoint(), limit: maxBody}
 	switch c.Client {
 	case "qbittorrent":
 		return &qbittorrent{api: api, user: c.Username, pass: c.Password}, nil
