@@ -26,7 +26,7 @@ BUILDFLAGS := -buildvcs=auto
 # rendezvous and bootstrap lists while this is set.
 export KADTRACKER_NO_PUBLIC_NETWORK := 1
 
-.PHONY: all build install install-units run deps test tidy-check bench fuzz fmt vet generate clean
+.PHONY: all build install install-units image run deps test tidy-check bench fuzz fmt vet generate clean
 
 all: build
 
@@ -53,6 +53,16 @@ else ifeq ($(UNIT_SCOPE),user)
 else
 	$(error UNIT_SCOPE must be system or user, not $(UNIT_SCOPE))
 endif
+
+# A container image with no base image: the static binary on scratch
+# (cmd/kadtracker/dist/container/Containerfile). podman from Debian, or
+# CONTAINER=buildah (bud) or docker.
+CONTAINER ?= podman
+IMAGE     ?= localhost/kadtracker
+image:
+	rm -rf bin/image && mkdir -p bin/image/data
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -trimpath -o bin/image/kadtracker ./cmd/kadtracker
+	$(CONTAINER) $(if $(filter buildah,$(CONTAINER)),bud,build) -t $(IMAGE) -f cmd/kadtracker/dist/container/Containerfile bin/image
 
 # make run ARGS='--bootstrap /ip4/.../p2p/...'
 run: build
