@@ -34,6 +34,8 @@ var (
 	ErrOldVersion = errors.New("setup: the client's version is too old")
 	// ErrTooLong: an answer of the client's API exceeded the bound.
 	ErrTooLong = errors.New("setup: the client's answer is too long")
+	// ErrOtherTracker: an earlier setup of the client added another URL.
+	ErrOtherTracker = errors.New("setup: the client is set up with another tracker")
 	// ErrNoRecord: undo found nothing that setup added.
 	ErrNoRecord = errors.New("setup: no record of a setup for this client")
 )
@@ -200,11 +202,14 @@ func Apply(ctx context.Context, c Config, prev *Record) (Result, error) {
 		return res, err
 	}
 	rec := Record{Client: c.Client, Endpoint: c.endpoint(), Tracker: c.Tracker}
-	if prev != nil && prev.Tracker == c.Tracker {
+	if prev != nil && prev.Tracker != c.Tracker {
+		// One record per client: undo the other tracker first, or its
+		// record would be lost.
+		return res, fmt.Errorf("%w: an earlier setup added %s; undo that first", ErrOtherTracker, prev.Tracker)
+	}
+	if prev != nil {
 		rec = *prev
 		rec.Torrents = slices.Clone(prev.Torrents)
-	} else if prev != nil {
-		res.Notes = append(res.Notes, fmt.Sprintf("an earlier setup added %s; run with --undo --tracker-url %s first to remove it", prev.Tracker, prev.Tracker))
 	}
 	ts, err := b.torrents(ctx)
 	if err != nil {
