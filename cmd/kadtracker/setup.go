@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,13 +159,27 @@ func (c *setupCmd) trackerURL(ctx context.Context, stderr io.Writer) string {
 	case err != nil:
 		fmt.Fprintf(stderr, "note: no daemon answers at %s (%v); using %s\n", c.socket, err, setup.DefaultTracker)
 	case st.TrackerHTTP != "":
-		return st.TrackerHTTP
+		return reachable(st.TrackerHTTP)
 	case st.TrackerUDP != "":
-		return st.TrackerUDP
+		return reachable(st.TrackerUDP)
 	default:
 		fmt.Fprintf(stderr, "note: the daemon at %s runs no tracker front; using %s\n", c.socket, setup.DefaultTracker)
 	}
 	return setup.DefaultTracker
+}
+
+// reachable is a tracker URL as a client on this host reaches it: a front
+// listening on all addresses (a container's, or --tracker-allow-remote)
+// reports [::] or 0.0.0.0, which is no address to announce to.
+func reachable(tracker string) string {
+	u, err := url.Parse(tracker)
+	if err != nil {
+		return tracker
+	}
+	if ip, err := netip.ParseAddr(u.Hostname()); err == nil && ip.IsUnspecified() {
+		u.Host = net.JoinHostPort("127.0.0.1", u.Port())
+	}
+	return u.String()
 }
 
 func (c *setupCmd) print(w io.Writer, res setup.Result) {

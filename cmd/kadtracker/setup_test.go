@@ -40,3 +40,17 @@ func TestSetupCLI(t *testing.T) {
 		})
 	}
 }
+
+func TestReachable(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://[::]:6969/announce":      "http://127.0.0.1:6969/announce",
+		"udp://0.0.0.0:6969/announce":    "udp://127.0.0.1:6969/announce",
+		"http://127.0.0.1:6969/announce": "http://127.0.0.1:6969/announce",
+		"http://192.0.2.1:6969/announce": "http://192.0.2.1:6969/announce",
+		"http://localhost:6969/announce": "http://localhost:6969/announce",
+	} {
+		if got := reachable(in); got != want {
+			t.Errorf("reachable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
