@@ -46,7 +46,7 @@ func TestSetupRealClients(t *testing.T) {
 			seedDir := t.TempDir()
 			tt := realclients.MakeTorrent(t, seedDir, 1<<20)
 			seeder := realclients.Start(t, p.seed, opts)
-			seeder.Add(t, tt.Meta, seedDir)
+			seeder.Add(t, tt, seedDir)
 			leecher := realclients.Start(t, p.leech, opts)
 			seedBefore, leechBefore := clientSettings(t, seeder), clientSettings(t, leecher)
 
@@ -69,7 +69,7 @@ func TestSetupRealClients(t *testing.T) {
 
 			runSetup(t, b, leecher)
 			leechDir := t.TempDir()
-			leecher.Add(t, tt.Meta, leechDir)
+			leecher.Add(t, tt, leechDir)
 			waitSHA256(t, filepath.Join(leechDir, tt.Name), tt.SHA256, downloadTimeout)
 
 			runSetup(t, a, seeder, "--undo")

@@ -329,9 +329,11 @@ type multipartBody struct {
 	contentType string
 }
 
-// Add adds a torrent (a .torrent's bytes) whose data is, or goes, in dir.
-func (c *Client) Add(t testing.TB, meta []byte, dir string) {
+// Add adds a torrent whose data is, or goes, in dir, and waits until the
+// client lists it (qBittorrent adds asynchronously).
+func (c *Client) Add(t testing.TB, tt Torrent, dir string) {
 	t.Helper()
+	meta := tt.Meta
 	var err error
 	switch c.Kind {
 	case "qbittorrent":
@@ -349,6 +351,14 @@ func (c *Client) Add(t testing.TB, meta []byte, dir string) {
 	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(StartTimeout); ; time.Sleep(100 * time.Millisecond) {
+		if _, ok := c.Trackers(t, tt.Infohash); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not list the torrent %s %v after it was added", c.Kind, tt.Infohash, StartTimeout)
+		}
 	}
 }
 

@@ -118,7 +118,7 @@ func TestRealClients(t *testing.T) {
 
 			dir := t.TempDir()
 			first := realclients.MakeTorrent(t, dir, 64<<10)
-			rc.Add(t, first.Meta, dir)
+			rc.Add(t, first, dir)
 			if got := trackers(t, rc, first.Infohash); len(got) != 0 {
 				t.Fatalf("the test torrent has trackers %v before setup", got)
 			}
@@ -183,7 +183,7 @@ func TestRealClients(t *testing.T) {
 			dir2 := t.TempDir()
 			second := realclients.MakeTorrent(t, dir2, 64<<10)
 			if res.Record.AddedDefault {
-				rc.Add(t, second.Meta, dir2)
+				rc.Add(t, second, dir2)
 				if got := trackers(t, rc, second.Infohash); !slices.Equal(got, []string{tracker.URL}) {
 					t.Errorf("a torrent added after setup has trackers %v, want [%s]", got, tracker.URL)
 				}
