@@ -25,6 +25,8 @@ type setupCmd struct {
 	dataDir   string // holds the record of what setup added
 	socket    string // the daemon's, to ask for its tracker URL
 	passGiven bool
+	// trackerGiven: --tracker-url was set; else the daemon's is used.
+	trackerGiven bool
 }
 
 func setupSetup(fs *flag.FlagSet, getenv func(string) string) func([]string) (runner, error) {
@@ -47,7 +49,7 @@ func setupSetup(fs *flag.FlagSet, getenv func(string) string) func([]string) (ru
 			return nil, err
 		}
 		c.cfg = withDefaults(c.cfg, pos[0], endpoint, tracker, getenv)
-		c.passGiven = c.cfg.Password != ""
+		c.passGiven, c.trackerGiven = c.cfg.Password != "", tracker != ""
 		if c.dataDir == "" {
 			if c.dataDir = clientDefaultDataDir(getenv); c.dataDir == "" {
 				return nil, errors.New("set --data-dir (neither HOME nor XDG_DATA_HOME is set)")
@@ -151,7 +153,7 @@ func (c *setupCmd) withPassword(stderr io.Writer, f func(setup.Config) (setup.Re
 // trackerURL is --tracker-url, else the running daemon's HTTP tracker
 // (its UDP one if HTTP is off), else the default one.
 func (c *setupCmd) trackerURL(ctx context.Context, stderr io.Writer) string {
-	if c.cfg.Tracker != setup.DefaultTracker {
+	if c.trackerGiven {
 		return c.cfg.Tracker
 	}
 	st, err := localapi.NewClient(c.socket).Status(ctx)
