@@ -26,7 +26,7 @@ BUILDFLAGS := -buildvcs=auto
 # rendezvous and bootstrap lists while this is set.
 export KADTRACKER_NO_PUBLIC_NETWORK := 1
 
-.PHONY: all build install install-units image run deps test tidy-check bench fuzz fmt vet generate clean
+.PHONY: all build install install-units image release run deps test tidy-check bench fuzz fmt vet generate clean
 
 all: build
 
@@ -63,6 +63,17 @@ image:
 	rm -rf bin/image && mkdir -p bin/image/data
 	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -trimpath -o bin/image/kadtracker ./cmd/kadtracker
 	$(CONTAINER) $(if $(filter buildah,$(CONTAINER)),bud,build) -t $(IMAGE) -f cmd/kadtracker/dist/container/Containerfile bin/image
+
+# Static binaries for each platform in bin/release/. The windows ones do
+# not build yet: package netsim uses Unix process groups (README, Windows).
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+release:
+	@set -e; for p in $(RELEASE_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; ext=; [ "$$os" = windows ] && ext=.exe; \
+		echo "== $$os/$$arch"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build $(BUILDFLAGS) -trimpath \
+			-o bin/release/kadtracker-$$os-$$arch$$ext ./cmd/kadtracker; \
+	done
 
 # make run ARGS='--bootstrap /ip4/.../p2p/...'
 run: build

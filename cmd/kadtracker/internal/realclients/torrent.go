@@ -23,6 +23,17 @@ type Torrent struct {
 // returns a torrent of them with no announce URL at all.
 func MakeTorrent(t testing.TB, dir string, size int) Torrent {
 	t.Helper()
+	return makeTorrent(t, dir, size, false)
+}
+
+// MakePrivateTorrent is MakeTorrent for a private torrent (BEP 27).
+func MakePrivateTorrent(t testing.TB, dir string, size int) Torrent {
+	t.Helper()
+	return makeTorrent(t, dir, size, true)
+}
+
+func makeTorrent(t testing.TB, dir string, size int, private bool) Torrent {
+	t.Helper()
 	const pieceLen = 16 << 10
 	if size <= 0 || size%pieceLen != 0 {
 		t.Fatalf("realclients: torrent size %d is not a positive multiple of %d", size, pieceLen)
@@ -38,7 +49,11 @@ func MakeTorrent(t testing.TB, dir string, size int) Torrent {
 		s := sha1.Sum(data[off : off+pieceLen])
 		pieces = append(pieces, s[:]...)
 	}
-	info := fmt.Appendf(nil, "d6:lengthi%de4:name%d:%s12:piece lengthi%de6:pieces%d:%se", size, len(tt.Name), tt.Name, pieceLen, len(pieces), pieces)
+	info := fmt.Appendf(nil, "d6:lengthi%de4:name%d:%s12:piece lengthi%de6:pieces%d:%s", size, len(tt.Name), tt.Name, pieceLen, len(pieces), pieces)
+	if private {
+		info = append(info, "7:privatei1e"...)
+	}
+	info = append(info, 'e')
 	sum := sha1.Sum(info)
 	tt.Infohash = hex.EncodeToString(sum[:])
 	tt.Meta = fmt.Appendf(nil, "d4:info%se", info)

@@ -122,6 +122,10 @@ func TestRealClients(t *testing.T) {
 			if got := trackers(t, rc, first.Infohash); len(got) != 0 {
 				t.Fatalf("the test torrent has trackers %v before setup", got)
 			}
+			// A private torrent must keep its trackers as they are.
+			privDir := t.TempDir()
+			priv := realclients.MakePrivateTorrent(t, privDir, 64<<10)
+			rc.Add(t, priv, privDir)
 			before := settings(t, rc)
 
 			wrong := cfg
@@ -169,6 +173,13 @@ func TestRealClients(t *testing.T) {
 				tracker.waitFor(t, first.Infohash)
 			} else if len(res.Record.Torrents) != 0 || !strings.Contains(strings.Join(res.Notes, "\n"), first.Infohash) {
 				t.Errorf("aria2: setup recorded torrents %v and notes %q; want none and a note naming %s", res.Record.Torrents, res.Notes, first.Infohash)
+			}
+
+			if got := trackers(t, rc, priv.Infohash); len(got) != 0 {
+				t.Errorf("setup gave the private torrent trackers %v", got)
+			}
+			if name != "aria2" && !strings.Contains(strings.Join(res.Notes, "\n"), priv.Infohash) {
+				t.Errorf("no note names the private torrent %s left alone: %q", priv.Infohash, res.Notes)
 			}
 
 			again, err := Apply(ctx, cfg, &res.Record)

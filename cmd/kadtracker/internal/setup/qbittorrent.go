@@ -151,7 +151,17 @@ func (q *qbittorrent) torrents(ctx context.Context) ([]torrent, error) {
 		if err := q.get(ctx, "/api/v2/torrents/trackers?hash="+url.QueryEscape(l.Hash), &trackers); err != nil {
 			return nil, err
 		}
+		// is_private (WebUI API 2.8.x on): a private torrent is left alone.
+		var props map[string]json.RawMessage
+		if err := q.get(ctx, "/api/v2/torrents/properties?hash="+url.QueryEscape(l.Hash), &props); err != nil {
+			return nil, err
+		}
 		t := torrent{ID: l.Hash, Name: l.Name}
+		if raw, ok := props["is_private"]; ok {
+			if err := json.Unmarshal(raw, &t.private); err != nil {
+				return nil, fmt.Errorf("qBittorrent is_private: %w", err)
+			}
+		}
 		for _, tr := range trackers {
 			if !strings.HasPrefix(tr.URL, "** [") { // ** [DHT] **, ** [PeX] **, ** [LSD] **
 				t.Trackers = append(t.Trackers, tr.URL)

@@ -137,6 +137,9 @@ type torrent struct {
 	Trackers []string
 	// fixed: the client cannot change this torrent's trackers.
 	fixed bool
+	// private: a private torrent (BEP 27), whose swarm must not be
+	// published: setup leaves it alone.
+	private bool
 	// data the backend needs to change the tracker list.
 	data any
 }
@@ -215,9 +218,13 @@ func Apply(ctx context.Context, c Config, prev *Record) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	var fixed []string
+	var fixed, private []string
 	for _, t := range ts {
 		if slices.Contains(t.Trackers, c.Tracker) {
+			continue
+		}
+		if t.private {
+			private = append(private, t.Name+" ("+t.ID+")")
 			continue
 		}
 		if t.fixed {
@@ -237,6 +244,9 @@ func Apply(ctx context.Context, c Config, prev *Record) (Result, error) {
 	}
 	if len(fixed) > 0 {
 		res.Notes = append(res.Notes, b.fixedNote(c.Tracker, fixed))
+	}
+	if len(private) > 0 {
+		res.Notes = append(res.Notes, "private torrents left alone (publishing their swarms in the DHT is what private trackers forbid): "+strings.Join(private, "; "))
 	}
 	d, err := b.defaults(ctx)
 	if err != nil {

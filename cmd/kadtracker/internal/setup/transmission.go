@@ -106,6 +106,7 @@ func (tr *transmission) open(ctx context.Context) (string, error) {
 type trTorrent struct {
 	HashString  string `json:"hashString"`
 	Name        string `json:"name"`
+	IsPrivate   bool   `json:"isPrivate"`
 	TrackerList string `json:"trackerList"`
 	Trackers    []struct {
 		Announce string `json:"announce"`
@@ -114,7 +115,7 @@ type trTorrent struct {
 }
 
 func (tr *transmission) torrents(ctx context.Context) ([]torrent, error) {
-	fields := []string{"hashString", "name", "trackers"}
+	fields := []string{"hashString", "name", "isPrivate", "trackers"}
 	if tr.rpcVersion >= trListRPC {
 		fields = append(fields, "trackerList")
 	}
@@ -124,7 +125,7 @@ func (tr *transmission) torrents(ctx context.Context) ([]torrent, error) {
 	}
 	ts := make([]torrent, 0, len(r.Torrents))
 	for _, t := range r.Torrents {
-		x := torrent{ID: t.HashString, Name: t.Name, data: t}
+		x := torrent{ID: t.HashString, Name: t.Name, private: t.IsPrivate, data: t}
 		for _, a := range t.Trackers {
 			x.Trackers = append(x.Trackers, a.Announce)
 		}
