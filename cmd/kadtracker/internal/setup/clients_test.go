@@ -199,6 +199,16 @@ func TestRealClients(t *testing.T) {
 					t.Errorf("a torrent added after setup has trackers %v, want [%s]", got, tracker.URL)
 				}
 				tracker.waitFor(t, second.Infohash)
+				if name == "qbittorrent" {
+					// qBittorrent gives its default trackers to public
+					// torrents only, as the README says.
+					privDir2 := t.TempDir()
+					priv2 := realclients.MakePrivateTorrent(t, privDir2, 64<<10)
+					rc.Add(t, priv2, privDir2)
+					if got := trackers(t, rc, priv2.Infohash); len(got) != 0 {
+						t.Errorf("a private torrent added after setup has trackers %v", got)
+					}
+				}
 			} else if name != "transmission" || !strings.Contains(strings.Join(res.Notes, "\n"), "default trackers") {
 				// Debian's Transmission 3.00 has no default-trackers.
 				t.Errorf("%s: the defaults were not changed, and no note says why: %q", res.Version, res.Notes)

@@ -274,7 +274,8 @@ func Apply(ctx context.Context, c Config, prev *Record) (Result, error) {
 	rec.Updated = time.Now().UTC()
 	res.Record = rec
 	if c.Client == "aria2" && !c.DryRun && rec.AddedDefault {
-		res.Notes = append(res.Notes, fmt.Sprintf("aria2 forgets this when it restarts: add bt-tracker=%s to its aria2.conf (or --bt-tracker) to keep it", c.Tracker))
+		res.Notes = append(res.Notes, fmt.Sprintf("aria2 forgets this when it restarts: add bt-tracker=%s to its aria2.conf (or --bt-tracker) to keep it", c.Tracker),
+			"aria2 gives bt-tracker to private torrents too: add those with --bt-tracker= (empty) or remove the tracker from them")
 	}
 	return res, nil
 }
