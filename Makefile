@@ -10,6 +10,14 @@ FUZZTIME ?= 10s
 # ~/.local/bin (on the PATH of most desktop sessions) for anyone else.
 PREFIX   ?= $(if $(filter 0,$(shell id -u)),/usr/local,$(HOME)/.local)
 
+# make install-units installs the systemd unit that fits who runs it: the
+# system unit (DynamicUser, StateDirectory, sandboxed) for root, the user
+# unit for anyone else. UNIT_SCOPE=system or user chooses.
+UNIT_SCOPE         ?= $(if $(filter 0,$(shell id -u)),system,user)
+SYSTEMD_SYSTEM_DIR ?= /etc/systemd/system
+SYSTEMD_USER_DIR   ?= $(HOME)/.config/systemd/user
+UNITS              := cmd/kadtracker/dist/systemd
+
 # Stamp the module version and VCS revision into the binary (`kadtracker
 # version`), whatever GOFLAGS says.
 BUILDFLAGS := -buildvcs=auto
@@ -18,7 +26,7 @@ BUILDFLAGS := -buildvcs=auto
 # rendezvous and bootstrap lists while this is set.
 export KADTRACKER_NO_PUBLIC_NETWORK := 1
 
-.PHONY: all build install run deps test tidy-check bench fuzz fmt vet generate clean
+.PHONY: all build install install-units image release run deps test tidy-check bench fuzz fmt vet generate clean
 
 all: build
 
@@ -29,6 +37,43 @@ install: build
 	install -d '$(DESTDIR)$(PREFIX)/bin'
 	install -m 0755 $(BIN) '$(DESTDIR)$(PREFIX)/bin/kadtracker'
 	@case ":$$PATH:" in *':$(PREFIX)/bin:'*) ;; *) echo "note: $(PREFIX)/bin is not on your PATH; add it to use kadtracker by name";; esac
+
+# The unit runs the binary `make install` put in $(PREFIX)/bin.
+install-units:
+ifeq ($(UNIT_SCOPE),system)
+	install -d '$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)'
+	sed 's|/usr/local/bin/kadtracker|$(PREFIX)/bin/kadtracker|' $(UNITS)/kadtracker.service > '$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/kadtracker.service'
+	@echo "installed $(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/kadtracker.service; start it with:"
+	@echo "  systemctl daemon-reload && systemctl enable --now kadtracker"
+else ifeq ($(UNIT_SCOPE),user)
+	install -d '$(DESTDIR)$(SYSTEMD_USER_DIR)'
+	sed 's|%h/.local/bin/kadtracker|$(PREFIX)/bin/kadtracker|' $(UNITS)/user/kadtracker.service > '$(DESTDIR)$(SYSTEMD_USER_DIR)/kadtracker.service'
+	@echo "installed $(DESTDIR)$(SYSTEMD_USER_DIR)/kadtracker.service; start it with:"
+	@echo "  systemctl --user daemon-reload && systemctl --user enable --now kadtracker"
+else
+	$(error UNIT_SCOPE must be system or user, not $(UNIT_SCOPE))
+endif
+
+# A container image with no base image: the static binary on scratch
+# (cmd/kadtracker/dist/container/Containerfile). podman from Debian, or
+# CONTAINER=buildah (bud) or docker.
+CONTAINER ?= podman
+IMAGE     ?= localhost/kadtracker
+image:
+	rm -rf bin/image && mkdir -p bin/image/data
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -trimpath -o bin/image/kadtracker ./cmd/kadtracker
+	$(CONTAINER) $(if $(filter buildah,$(CONTAINER)),bud,build) -t $(IMAGE) -f cmd/kadtracker/dist/container/Containerfile bin/image
+
+# Static binaries for each platform in bin/release/. The windows ones do
+# not build yet: package netsim uses Unix process groups (README, Windows).
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+release:
+	@set -e; for p in $(RELEASE_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; ext=; [ "$$os" = windows ] && ext=.exe; \
+		echo "== $$os/$$arch"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build $(BUILDFLAGS) -trimpath \
+			-o bin/release/kadtracker-$$os-$$arch$$ext ./cmd/kadtracker; \
+	done
 
 # make run ARGS='--bootstrap /ip4/.../p2p/...'
 run: build
