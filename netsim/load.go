@@ -437,6 +437,7 @@ func recordsTarget(ctx context.Context, cfg LoadConfig, hashes [][20]byte) (*loa
 	ncfg.Rendezvous, ncfg.NATPortMap = false, false // a load client talks to its target only
 	ncfg.BootstrapPeers = []peer.AddrInfo{target}
 	ncfg.RequestTimeout = cfg.Timeout
+	ncfg.Protect.RequestStartTimeout = min(ncfg.Protect.RequestStartTimeout, cfg.Timeout)
 	nd, err := node.New(ctx, ncfg)
 	if err != nil {
 		return nil, fmt.Errorf("load client node: %w", err)

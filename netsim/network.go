@@ -74,6 +74,7 @@ func DefaultConfig() Config {
 	nc.Rendezvous = false
 	nc.NATPortMap = false
 	nc.RequestTimeout = 2 * time.Second
+	nc.Protect.RequestStartTimeout = time.Second // within RequestTimeout, as Validate demands
 	return Config{
 		Nodes:               50,
 		Latency:             FixedLatency(2 * time.Millisecond),
