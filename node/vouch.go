@@ -371,6 +371,17 @@ func (n *Node) signedAddr(p peer.ID) netip.Addr {
 			continue
 		}
 		remote, err := addrIP(c.RemoteMultiaddr())
+		if err == nil && local.IsUnspecified() {
+			// A QUIC connection names the listener's wildcard address as
+			// its local one: take the host's own address of the remote's
+			// kind instead.
+			local = n.hostAddr(func(a netip.Addr) bool {
+				return a.Is4() == remote.Is4() && a.IsLoopback() == remote.IsLoopback() && records.IsGlobal(a) == records.IsGlobal(remote)
+			})
+			if !local.IsValid() {
+				continue
+			}
+		}
 		if err != nil || records.IsGlobal(local) || !records.IsGlobal(remote) {
 			return local
 		}
