@@ -31,13 +31,16 @@
 // # Announce
 //
 // Announce(ctx, key, port, seed) keeps key announced for this host's client
-// on port until Withdraw or Close, and publishes it now (publish.go):
+// on port until Withdraw, also across restarts, and publishes it now
+// (publish.go):
 //
-//	seal     records.Record{key, own peer ID, port, seed, Seq, Expires = now+RecordTTL}
+//	record   records.Record{key, own peer ID, port, seed, Seq, Expires = now+RecordTTL}
 //	walk     closest: kad-dht's GetClosestPeers, plus this node when it serves,
 //	         sorted by XOR distance, at most TargetsPerGroup of one IP group
-//	PUT      to the m closest in parallel (this node stores its own copy
-//	         directly); while fewer than m accept, on to the next closest
+//	PUT      to the m closest in parallel, each copy sealed for its storing
+//	         node with the address that node sees (sealFor, records v2's
+//	         signed Addr); this node stores its own copy directly; while
+//	         fewer than m accept, on to the next closest
 //
 // Seq follows the clock in milliseconds and always grows, so a storing node
 // keeps the newest record of each announcer, also across restarts. One
@@ -45,36 +48,51 @@
 // nodes stored the record (AnnounceResult.StoredOn) of how many it was
 // offered to.
 //
+// Announce saves the announcement in DataDir/announced.json (announced.go),
+// and a restarted node publishes the saved ones at once. AnnounceTransient,
+// the tracker front's call, is not saved: the front's clients announce
+// again after a restart, and one that stopped meanwhile must not be
+// republished for ever.
+//
 // PublishBridged and WithdrawBridged do the same for peers this node
 // learned elsewhere (classic trackers, TSUP, a public tracker's clients):
-// they ride in the key's record as explicit endpoints, with the shorter
+// they ride in the key's record as explicit endpoints, global unicast ones
+// only unless Config.LocalBridgedEndpoints, with the shorter
 // BridgedRecordTTL. A node has one record per key.
 //
 // # Withdraw and republish
 //
-// Withdraw stops republishing a key and publishes a signed record with
-// Withdrawn set and the next Seq; each storing node deletes the announcer's
-// record. The republish loop publishes every announced or bridged key again
-// each RepublishInterval, from its state at that moment, so records live
-// while announced and lapse within RecordTTL after a crash. Announcements
-// are kept in memory: after a restart nothing is republished until the
-// front (or the CLI) announces again.
+// Withdraw forgets a key and publishes a tombstone: a signed record with
+// Withdrawn set and the next Seq. Storing nodes keep it in the announcer's
+// place until it expires and serve it, so a storing node replaying the
+// withdrawn record loses to those holding the tombstone.
+//
+// Each announced or bridged key has its own republish schedule (settle):
+// due again RepublishInterval after a publish some storing node took, so
+// records live while announced and lapse within RecordTTL after a crash;
+// after one none took, retried after 30 s, doubling per failure up to
+// RepublishInterval, with ±25% jitter. A failing key is logged at Warn at
+// most once per 10 minutes, and at most 10 Warn lines per 10 minutes over
+// all keys; the rest go to Debug and are counted in the next Warn.
 //
 // # Lookup
 //
-// Lookup(ctx, key, want) walks as Announce does, sends a GET to the m
-// closest nodes in parallel and reads this node's own store too (lookup.go).
-// Every returned envelope is opened and validated again and dropped when it
-// fails; per announcer the highest Seq wins; direct records come first,
-// bridged endpoints fill the rest, up to want (MaxWant at most). Seeds and
-// Leechers are the larger of what the storing nodes report and what the
-// verified records show. LookupStats give the walk's hops and queried
-// nodes, the storing nodes asked and answered, and the duration.
-//
-// A storing node's answer is trusted for each entry's IP and for its counts
-// today: one hostile storing node can attach a forged address to a genuine
-// record. That is being fixed (issue 13; docs/design.md, "What a node
-// believes").
+// Lookup(ctx, key, want) walks as Announce does, then sends a salted GET to
+// the m closest nodes in parallel and reads this node's own store too
+// (lookup.go). One salt per lookup makes storing nodes that hold the same
+// records return the same ones. Every envelope is opened and validated
+// again; per announcer the newest record wins, a tombstone too. What is
+// served then follows the vouching rules of vouch.go (its doc comment is
+// the reference): direct endpoints only from signed addresses; records a
+// majority of the answering storing nodes returned first; the others,
+// records only one node returned last, in a minority share capped at one
+// place per four majority records and a quarter of want; seeds and
+// leechers counted from the verified records, never from a storing node's
+// claim; bridged endpoints only when bridges at BridgeQuorum distinct
+// addresses name them, after the direct records and at most half of want.
+// An answer longer than asked for is refused whole. LookupStats give the
+// walk's hops and queried nodes, the storing nodes asked and answered, the
+// records left unvouched or unsigned, and the duration.
 //
 // # The record protocol
 //
@@ -83,9 +101,11 @@
 // a stream. PUT carries an envelope. The storing node (acceptPut) requires
 // an IP on the connection, opens the envelope (signature, domain, payload
 // type), requires the announcer to be the peer that sent it, validates the
-// expiry against MaxRecordTTL, and stores the entry with the connection's
-// IP. GET returns up to want stored envelopes with the IP each came from,
-// and the key's counts. PING measures a round trip (PingRTT). A refusal is a
+// expiry against MaxRecordTTL, requires a signed address to be the
+// connection's source and bridged endpoints to be global (checkVouchable),
+// and stores the entry with the connection's IP. GET returns up to want
+// stored envelopes (chosen by the request's salt when more are stored)
+// with the IP each came from, and the key's counts. PING measures a round trip (PingRTT). A refusal is a
 // status: BAD_REQUEST, REJECTED, FULL, INTERNAL or BUSY, with a reason.
 // PutTo and GetFrom speak to one node, outside the walk, for load tools and
 // tests.
@@ -93,8 +113,9 @@
 // # Limits
 //
 // Protection (limits.go) holds the limits against floods and Sybils: token
-// buckets per peer ID and per source address, a cap on requests in
-// service in all and per peer, 64 requests a stream, message size caps
+// buckets per peer ID and per source address, caps on record streams open
+// (waiting ones included) in all and per peer, a deadline for a request's
+// first bytes, 64 requests a stream, message size caps
 // (MaxRequestSize, MaxResponseSize), the routing table's IP diversity
 // (DiversityPerCpl, DiversityPerTable), TargetsPerGroup, and the host's
 // connection and resource limits. Config.Limits are the store's
