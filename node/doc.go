@@ -126,15 +126,18 @@
 //
 // # Goroutines
 //
-// A Node owns three background loops, started by New and stopped by Close
-// (which cancels them and waits): republishLoop, sweepLoop (Store.Expire
-// every minute) and, with a DataDir, rememberLoop (the routing table saved
-// every five minutes and at Close, so the next start rejoins without
-// flags). Each inbound record stream is served on a goroutine of the
-// host's; the stream gate bounds the requests in service and the resource
-// manager the streams. Announce, Lookup and the rest start goroutines only for
-// their parallel PUTs and GETs and the walk's event readers, and wait for
-// them before returning; every request is bounded by RequestTimeout and the
+// A Node owns its background loops, started by New and stopped by Close
+// (which cancels them and waits): republishLoop (which also saves the
+// announcements), watchLoop (reachability and routing-table changes, for
+// the log), the rendezvous search with Config.Rendezvous, sweepLoop
+// (Store.Expire every minute) and, with a DataDir, rememberLoop (the
+// routing table saved every five minutes and at Close, so the next start
+// rejoins without flags). Each inbound record stream is served on a
+// goroutine of the host's; the stream gate bounds the streams open, waiting
+// or served, and the resource manager backs it. Announce, Lookup and the
+// rest start goroutines only for their parallel PUTs and GETs and the
+// walk's event readers, and wait for them before returning; every request
+// is bounded by RequestTimeout and the
 // caller's context. kad-dht's and mDNS's goroutines are theirs, closed by
 // Close. Close also closes the store, and the host when New built it.
 package node
