@@ -137,7 +137,7 @@
 // or served, and the resource manager backs it. Announce, Lookup and the
 // rest start goroutines only for their parallel PUTs and GETs and the
 // walk's event readers, and wait for them before returning; every request
-// is bounded by RequestTimeout and the
-// caller's context. kad-dht's and mDNS's goroutines are theirs, closed by
-// Close. Close also closes the store, and the host when New built it.
+// is bounded by RequestTimeout and the caller's context. kad-dht's and
+// mDNS's goroutines are theirs, closed by Close. Close also closes the
+// store, and the host when New built it.
 package node
