@@ -39,9 +39,9 @@ type LookupStats struct {
 	Answered int           // storing nodes that answered
 	Duration time.Duration // whole lookup, walk and GETs
 
-	// Unvouched counts records not served because too few storing nodes
-	// returned them; Unsigned, records of version 1 (no signed address)
-	// not served. See vouch.go.
+	// Unvouched counts records only one storing node returned (served, if
+	// at all, in the minority share, ranked last); Unsigned, records of
+	// version 1 (no signed address) not served. See vouch.go.
 	Unvouched, Unsigned int
 }
 

@@ -220,7 +220,10 @@ func (n *Node) merge(key records.Key, answers []answer, want int, now time.Time)
 			}
 		}
 		signed := r.Signed()
-		if r.Bridged && signed {
+		// A bridge's record counts towards the quorum only when two storing
+		// nodes vouch for it: one hostile storing node could otherwise make
+		// up the bridges of a quorum, each signed at a made-up address.
+		if r.Bridged && signed && !alone {
 			group := n.bridgeGroup(r.Addr)
 			// This node's own bridge it takes at its word: the quorum guards
 			// its users against others' bridges, not against their own.

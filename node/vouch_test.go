@@ -447,9 +447,8 @@ func TestVouchShare(t *testing.T) {
 // TestVouchChurn measures what the vouching rule costs honest lookups:
 // records are stored on the m=8 closest of 400 nodes; then a share of the
 // nodes leaves and as many new ones join before the next republish; a
-// lookup asks today's 8 closest. A record one node vouches for alone is
-// not served; below a majority it is served only within the minority
-// share. Seeded Monte Carlo of the XOR metric over uniform keyspace points,
+// lookup asks today's 8 closest. A record below a majority of vouchers
+// (one alone included) is served only within the minority share. Seeded Monte Carlo of the XOR metric over uniform keyspace points,
 // which is what kad-dht's SHA-256 keyspace gives peer IDs.
 func TestVouchChurn(t *testing.T) {
 	const nodes, m, trials = 400, 8, 4000
@@ -527,6 +526,29 @@ func TestBridgeQuorum(t *testing.T) {
 		{"two bridges, local endpoints allowed (control)", [][]byte{
 			bridge(ids[0], "1.2.3.4", mustAddrPorts(forbiddenEndpoints)),
 			bridge(ids[1], "5.6.7.8", mustAddrPorts(forbiddenEndpoints))}, 2, true, len(forbiddenEndpoints)},
+	}
+	// One hostile storing node of 8 makes up a quorum of bridges: two
+	// bridges' records at two made-up addresses, which no honest storing
+	// node holds.
+	made := [][]byte{bridge(ids[0], "1.2.3.4", victims), bridge(ids[1], "5.6.7.8", victims)}
+	for _, lone := range []bool{true, false} {
+		n := mergeNode(nil)
+		if !lone {
+			n.policy = lookupPolicy{takeOneWord: true} // control: one storing node's word
+		}
+		res := n.merge(key, answersOf(7, 1, [][]byte{honestClient}, made), want, time.Now())
+		served := 0
+		for _, p := range res.Peers {
+			if p.Bridged {
+				served++
+			}
+		}
+		switch {
+		case lone && served != 0:
+			t.Errorf("one hostile storing node's made-up bridges got %d endpoints served", served)
+		case !lone && served == 0:
+			t.Error("control: taking one storing node's word served none of its made-up bridges' endpoints")
+		}
 	}
 	for _, tc := range cases {
 		n := mergeNode(func(c *Config) { c.BridgeQuorum, c.LocalBridgedEndpoints = tc.quorum, tc.local })

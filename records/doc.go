@@ -107,10 +107,12 @@
 //
 // Limits bound a store; DefaultLimits are a home daemon's (about 200 MB at
 // the Records cap). The per-entity caps refuse a Put with an error a
-// remote may be told: PeersPerKey, KeysPerAnnouncer, RecordsPerIP and
-// PeersPerKeyPerIP (per SourceAddr: an IPv4 address or an IPv6 /64),
-// BridgedPerKey and BridgedKeysPerAnnouncer. The store-wide caps, Records
-// and Keys, evict instead, so a full store keeps taking fresh records: the
+// remote may be told: KeysPerAnnouncer, RecordsPerIP and PeersPerKeyPerIP
+// (per SourceAddr: an IPv4 address or an IPv6 /64), BridgedPerKey and
+// BridgedKeysPerAnnouncer. A full infohash (PeersPerKey) evicts from the
+// address group (an IPv4 address, an IPv6 /56) holding the most of its
+// records, so a new address is never refused there. The store-wide caps,
+// Records and Keys, evict too, so a full store keeps taking fresh records: the
 // source address holding the most records (the incoming one's own source
 // winning ties) loses the soonest-expiring of a few sampled records, so a
 // flood displaces itself first; records of this node's own are never
