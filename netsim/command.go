@@ -41,6 +41,7 @@ type Command struct {
 	// Process mode: the daemons' binary and their life.
 	Binary               string
 	Netns                bool
+	NATShare             float64 // share of daemons behind NAT without mapping; needs Netns
 	Duration             time.Duration
 	TTF, TTR             time.Duration
 	Republish, RecordTTL time.Duration
@@ -194,6 +195,7 @@ func ProcessCommand(ctx context.Context, c Command) (*ProcessResults, error) {
 	pr.Cluster.Replication = m
 	pr.Cluster.RecordTTL, pr.Cluster.Republish = c.RecordTTL, c.Republish
 	pr.Cluster.Netns = c.Netns
+	pr.Cluster.NATShare = c.NATShare
 	pr.Cluster.Seed, pr.Seed = c.Seed, c.Seed
 	pr.Cluster.LogDir = filepath.Join(c.Out, "logs")
 	pr.Lookups = orDefault(c.Lookups, pr.Lookups)

@@ -52,35 +52,54 @@ func DefaultProcessRun() ProcessRun {
 
 // ProcessResults are what a ProcessRun measured.
 type ProcessResults struct {
-	Nodes        int           `json:"nodes"`
-	Replication  int           `json:"replication"`
-	RecordTTL    time.Duration `json:"record_ttl"`
-	Republish    time.Duration `json:"republish"`
-	TTF          time.Duration `json:"ttf"`
-	TTR          time.Duration `json:"ttr"`
-	Netns        bool          `json:"netns"`
-	Keys         int           `json:"keys"`
-	Lookups      int           `json:"lookups"`
-	Successes    int           `json:"successes"`
-	SuccessRate  float64       `json:"success_rate"`
-	SuccessCI95  [2]float64    `json:"success_ci95"`
-	LookupErrors int           `json:"lookup_errors"`
+	Nodes       int           `json:"nodes"`
+	Replication int           `json:"replication"`
+	RecordTTL   time.Duration `json:"record_ttl"`
+	Republish   time.Duration `json:"republish"`
+	TTF         time.Duration `json:"ttf"`
+	TTR         time.Duration `json:"ttr"`
+	Netns       bool          `json:"netns"`
+	NATShare    float64       `json:"nat_share"`
+	// NATed daemons sit behind a NAT without port mapping; NATedClients
+	// of them said they were DHT clients once started.
+	NATed        int        `json:"nated"`
+	NATedClients int        `json:"nated_clients"`
+	Keys         int        `json:"keys"`
+	Lookups      int        `json:"lookups"`
+	Successes    int        `json:"successes"`
+	SuccessRate  float64    `json:"success_rate"`
+	SuccessCI95  [2]float64 `json:"success_ci95"`
+	LookupErrors int        `json:"lookup_errors"`
 	// WrongIP counts found records whose IP was not the announcing
 	// daemon's address: the storing node must take it from the connection.
 	WrongIP int `json:"wrong_ip"`
 	// Availability is TTF/(TTF+TTR); RepairModel and ReplicaBound are as in
 	// the churn experiment (1 and 1 without failures).
-	Availability   float64          `json:"availability"`
-	RepairModel    float64          `json:"repair_model"`
-	RepairModelTTL float64          `json:"repair_model_ttl"`
-	ReplicaBound   float64          `json:"replica_bound"`
-	HopsMean       float64          `json:"hops_mean"`
-	LatencyMS      Percentiles      `json:"latency_ms"`
-	Kills          int              `json:"kills"`
-	Restarts       int              `json:"restarts"`
-	Windows        []ProcessWindow  `json:"windows"`
-	Seconds        float64          `json:"seconds"`
-	Outcomes       []ProcessOutcome `json:"-"`
+	Availability   float64         `json:"availability"`
+	RepairModel    float64         `json:"repair_model"`
+	RepairModelTTL float64         `json:"repair_model_ttl"`
+	ReplicaBound   float64         `json:"replica_bound"`
+	HopsMean       float64         `json:"hops_mean"`
+	LatencyMS      Percentiles     `json:"latency_ms"`
+	Kills          int             `json:"kills"`
+	Restarts       int             `json:"restarts"`
+	Windows        []ProcessWindow `json:"windows"`
+	// ByRole splits the lookups by who looked and whose record was sought,
+	// public or NATed; only with NATed daemons.
+	ByRole   []ProcessRole    `json:"by_role,omitempty"`
+	Seconds  float64          `json:"seconds"`
+	Outcomes []ProcessOutcome `json:"-"`
+}
+
+// ProcessRole is the lookups from one kind of daemon for one kind of
+// announcer's record.
+type ProcessRole struct {
+	From        string      `json:"from"`      // public or nated
+	Announcer   string      `json:"announcer"` // public or nated
+	Lookups     int         `json:"lookups"`
+	Successes   int         `json:"successes"`
+	SuccessRate float64     `json:"success_rate"`
+	LatencyMS   Percentiles `json:"latency_ms"`
 }
 
 // ProcessWindow is success in one time bin.
@@ -102,6 +121,9 @@ type ProcessOutcome struct {
 	Hops  int
 	Took  time.Duration
 	Down  int
+	// FromNATed and OfNATed say whether the daemon that looked, and the
+	// one whose record it sought, sit behind a NAT.
+	FromNATed, OfNATed bool
 	// IP is the address the announcer's record came back with.
 	IP  string
 	Err error
@@ -134,6 +156,10 @@ func (pr ProcessRun) Run(ctx context.Context) (_ *ProcessResults, err error) {
 		}
 	}
 	logf("started %d daemons in %.1fs (netns %v)\n", len(cl.Daemons), time.Since(start).Seconds(), pr.Cluster.Netns)
+	nated, natedClients, err := natedModes(ctx, cl, logf)
+	if err != nil {
+		return nil, err
+	}
 
 	rng := rand.New(rand.NewPCG(pr.Seed, 0x70726f63))
 	keys := make([]records.Key, pr.Keys)
@@ -155,6 +181,7 @@ func (pr ProcessRun) Run(ctx context.Context) (_ *ProcessResults, err error) {
 	res := &ProcessResults{
 		Nodes: pr.Cluster.Nodes, Replication: pr.Cluster.Replication, RecordTTL: pr.Cluster.RecordTTL, Republish: pr.Cluster.Republish,
 		TTF: pr.TTF, TTR: pr.TTR, Netns: pr.Cluster.Netns, Keys: pr.Keys, Availability: 1, RepairModel: 1, RepairModelTTL: 1, ReplicaBound: 1,
+		NATShare: pr.Cluster.NATShare, NATed: nated, NATedClients: natedClients,
 	}
 	if pr.TTF > 0 {
 		res.Availability = pr.TTF.Seconds() / (pr.TTF + pr.TTR).Seconds()
@@ -212,6 +239,7 @@ loop:
 			defer func() { <-sem }()
 			o := pr.lookup(runCtx, cl, from, keys[k], cl.Daemons[owner[k]].PeerID)
 			o.At, o.From, o.Key, o.Down = at, from, k, down
+			o.FromNATed, o.OfNATed = cl.Daemons[from].NATed, cl.Daemons[owner[k]].NATed
 			// The announcer's own daemon answers with 127.0.0.1: its
 			// client runs there.
 			if o.Found && from != owner[k] && o.IP != cl.Daemons[owner[k]].IP {
@@ -237,6 +265,32 @@ loop:
 	res.summarise(pr.Window)
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// natedModes counts the NATed daemons and those of them that report
+// being DHT clients: behind a NAT without mapping, a daemon must not serve.
+func natedModes(ctx context.Context, cl *Cluster, logf func(string, ...any)) (nated, clients int, err error) {
+	for _, d := range cl.Daemons {
+		if !d.NATed {
+			continue
+		}
+		nated++
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := d.Client().Status(sctx)
+		cancel()
+		if err != nil {
+			return 0, 0, fmt.Errorf("netsim: status of NATed daemon %d: %w", d.Index, err)
+		}
+		if st.DHTMode == "client" {
+			clients++
+		} else {
+			logf("NATed daemon %d is in DHT mode %s, reachability %s\n", d.Index, st.DHTMode, st.Reachability)
+		}
+	}
+	if nated > 0 {
+		logf("%d daemons behind NAT without port mapping, %d of them DHT clients\n", nated, clients)
+	}
+	return nated, clients, nil
 }
 
 // lookup asks daemon from for key and says whether announcer's record came
@@ -345,6 +399,34 @@ func (res *ProcessResults) summarise(window time.Duration) {
 	lo, hi := Wilson(res.Successes, res.Lookups, 1.96)
 	res.SuccessCI95 = [2]float64{lo, hi}
 	res.LatencyMS = percentiles(lat)
+	if res.NATed > 0 {
+		res.ByRole = byRole(res.Outcomes)
+	}
+}
+
+func byRole(outcomes []ProcessOutcome) []ProcessRole {
+	name := map[bool]string{false: "public", true: "nated"}
+	var out []ProcessRole
+	for _, from := range []bool{false, true} {
+		for _, of := range []bool{false, true} {
+			r := ProcessRole{From: name[from], Announcer: name[of]}
+			var lat []float64
+			for _, o := range outcomes {
+				if o.Err != nil || o.FromNATed != from || o.OfNATed != of {
+					continue
+				}
+				r.Lookups++
+				r.Successes += btoi(o.Found)
+				lat = append(lat, ms(o.Took))
+			}
+			if r.Lookups > 0 {
+				r.SuccessRate = float64(r.Successes) / float64(r.Lookups)
+				r.LatencyMS = percentiles(lat)
+			}
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // WriteProcessResults writes process.json, process_lookups.csv and
@@ -356,14 +438,15 @@ func WriteProcessResults(dir, command string, res *ProcessResults) error {
 	}{command, res}); err != nil {
 		return err
 	}
-	rows := [][]string{{"at_seconds", "from", "key", "found", "peers", "hops", "took_ms", "daemons_down", "error"}}
+	rows := [][]string{{"at_seconds", "from", "key", "found", "peers", "hops", "took_ms", "daemons_down", "from_nated", "announcer_nated", "error"}}
 	for _, o := range res.Outcomes {
 		e := ""
 		if o.Err != nil {
 			e = o.Err.Error()
 		}
 		rows = append(rows, []string{strconv.FormatFloat(o.At.Seconds(), 'f', 3, 64), strconv.Itoa(o.From), strconv.Itoa(o.Key),
-			strconv.FormatBool(o.Found), strconv.Itoa(o.Peers), strconv.Itoa(o.Hops), strconv.FormatFloat(ms(o.Took), 'f', 3, 64), strconv.Itoa(o.Down), e})
+			strconv.FormatBool(o.Found), strconv.Itoa(o.Peers), strconv.Itoa(o.Hops), strconv.FormatFloat(ms(o.Took), 'f', 3, 64), strconv.Itoa(o.Down),
+			strconv.FormatBool(o.FromNATed), strconv.FormatBool(o.OfNATed), e})
 	}
 	if err := writeCSV(filepath.Join(dir, "process_lookups.csv"), rows); err != nil {
 		return err
