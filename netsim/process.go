@@ -48,6 +48,10 @@ type ClusterConfig struct {
 	// unreachable servers). No daemon bootstraps through them. It needs
 	// Netns.
 	NATShare float64
+	// Internet gives the bridge "Internet" addresses in 11.0.0.0/8, which
+	// libp2p and the node's limits take for public, instead of a LAN's;
+	// NATShare implies it. It needs Netns.
+	Internet bool
 	// Args are added to every daemon's command line.
 	Args []string
 	// ReadyTimeout bounds a daemon's start, until its local API answers.
@@ -119,8 +123,8 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 	if cfg.Republish <= 0 || cfg.RecordTTL <= cfg.Republish {
 		return nil, errors.New("netsim: cluster republish must be positive and shorter than the record TTL")
 	}
-	if cfg.NATShare < 0 || cfg.NATShare >= 1 || (cfg.NATShare > 0 && !cfg.Netns) {
-		return nil, errors.New("netsim: the NAT share must be in [0, 1) and needs network namespaces")
+	if cfg.NATShare < 0 || cfg.NATShare >= 1 || ((cfg.NATShare > 0 || cfg.Internet) && !cfg.Netns) {
+		return nil, errors.New("netsim: the NAT share must be in [0, 1); NAT and Internet addresses need network namespaces")
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger, dir: cfg.Dir}
 	if c.log == nil {
@@ -148,7 +152,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x636c7573))
 	nated := natedDaemons(rng, cfg.Nodes, cfg.NATShare)
 	if cfg.Netns {
-		if c.netns, err = newNetnsPlan(ctx, cfg.Nodes, nated); err != nil {
+		if c.netns, err = newNetnsPlan(ctx, cfg.Nodes, nated, cfg.Internet); err != nil {
 			return nil, err
 		}
 	}
@@ -493,7 +497,7 @@ type netnsPlan struct {
 	made     []string // namespaces created, for teardown
 }
 
-func newNetnsPlan(ctx context.Context, nodes int, nated []bool) (_ *netnsPlan, err error) {
+func newNetnsPlan(ctx context.Context, nodes int, nated []bool, internet bool) (_ *netnsPlan, err error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("netsim: network namespaces need root")
 	}
@@ -505,7 +509,7 @@ func newNetnsPlan(ctx context.Context, nodes int, nated []bool) (_ *netnsPlan, e
 			return nil, errors.New("netsim: NATed daemons need nftables' nft")
 		}
 	}
-	p := &netnsPlan{nodes: nodes, internet: slices.Contains(nated, true)}
+	p := &netnsPlan{nodes: nodes, internet: internet || slices.Contains(nated, true)}
 	if p.internet && nodes > maxInternetNodes {
 		return nil, fmt.Errorf("netsim: at most %d daemons with NAT", maxInternetNodes)
 	}

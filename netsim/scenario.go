@@ -60,6 +60,7 @@ type ProcessResults struct {
 	TTR         time.Duration `json:"ttr"`
 	Netns       bool          `json:"netns"`
 	NATShare    float64       `json:"nat_share"`
+	Internet    bool          `json:"internet_addrs"`
 	// NATed daemons sit behind a NAT without port mapping; NATedClients
 	// of them said they were DHT clients once started.
 	NATed        int        `json:"nated"`
@@ -181,7 +182,7 @@ func (pr ProcessRun) Run(ctx context.Context) (_ *ProcessResults, err error) {
 	res := &ProcessResults{
 		Nodes: pr.Cluster.Nodes, Replication: pr.Cluster.Replication, RecordTTL: pr.Cluster.RecordTTL, Republish: pr.Cluster.Republish,
 		TTF: pr.TTF, TTR: pr.TTR, Netns: pr.Cluster.Netns, Keys: pr.Keys, Availability: 1, RepairModel: 1, RepairModelTTL: 1, ReplicaBound: 1,
-		NATShare: pr.Cluster.NATShare, NATed: nated, NATedClients: natedClients,
+		NATShare: pr.Cluster.NATShare, Internet: pr.Cluster.Internet || nated > 0, NATed: nated, NATedClients: natedClients,
 	}
 	if pr.TTF > 0 {
 		res.Availability = pr.TTF.Seconds() / (pr.TTF + pr.TTR).Seconds()
