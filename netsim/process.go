@@ -509,6 +509,9 @@ func newNetnsPlan(ctx context.Context, nodes int, nated []bool, internet bool) (
 			return nil, errors.New("netsim: NATed daemons need nftables' nft")
 		}
 	}
+	if err := checkNeighbourTable(nodes, nated); err != nil {
+		return nil, err
+	}
 	p := &netnsPlan{nodes: nodes, internet: internet || slices.Contains(nated, true)}
 	if p.internet && nodes > maxInternetNodes {
 		return nil, fmt.Errorf("netsim: at most %d daemons with NAT", maxInternetNodes)
@@ -612,6 +615,35 @@ func (p *netnsPlan) addLAN(ctx context.Context, i int) error {
 
 // router is NATed daemon i's router namespace.
 func (p *netnsPlan) router(i int) string { return fmt.Sprintf("%s-r%d", p.prefix, i) }
+
+// neighbourLimit is where the kernel's hard limit on ARP entries is read.
+const neighbourLimit = "/proc/sys/net/ipv4/neigh/default/gc_thresh3"
+
+// checkNeighbourTable refuses a plan whose ARP entries would overflow the
+// kernel's neighbour table, which every namespace shares (gc_thresh3 of
+// the first namespace, 1024 by default): each namespace on the bridge
+// comes to know every other, and past the limit new neighbours are not
+// resolved and dials time out ("neighbor table overflow" in dmesg), as
+// they did for 40 daemons.
+func checkNeighbourTable(nodes int, nated []bool) error {
+	b, err := os.ReadFile(neighbourLimit)
+	if err != nil {
+		return nil // not Linux's layout: nothing to check against
+	}
+	limit, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil
+	}
+	need := nodes * (nodes - 1)
+	for _, n := range nated {
+		need += 2 * btoi(n) // the LAN host and its router know each other
+	}
+	if need > limit {
+		return fmt.Errorf("netsim: %d namespaces on one bridge need about %d ARP entries, more than the kernel's neighbour table holds across all namespaces (%s = %d); raise it with sysctl -w net.ipv4.neigh.default.gc_thresh3=%d, or use fewer daemons",
+			nodes, need, neighbourLimit, limit, 2*need)
+	}
+	return nil
+}
 
 // prefixFor names this process's namespaces.
 func (*netnsPlan) prefixFor() string { return fmt.Sprintf("kns%d", os.Getpid()%100000) }
