@@ -81,6 +81,7 @@ type ProcessResults struct {
 	RepairModelTTL float64         `json:"repair_model_ttl"`
 	ReplicaBound   float64         `json:"replica_bound"`
 	HopsMean       float64         `json:"hops_mean"`
+	QueriedMean    float64         `json:"queried_mean"`
 	LatencyMS      Percentiles     `json:"latency_ms"`
 	Kills          int             `json:"kills"`
 	Restarts       int             `json:"restarts"`
@@ -120,8 +121,10 @@ type ProcessOutcome struct {
 	Found bool
 	Peers int
 	Hops  int
-	Took  time.Duration
-	Down  int
+	// Queried is how many DHT nodes the walk queried.
+	Queried int
+	Took    time.Duration
+	Down    int
 	// FromNATed and OfNATed say whether the daemon that looked, and the
 	// one whose record it sought, sit behind a NAT.
 	FromNATed, OfNATed bool
@@ -301,7 +304,7 @@ func (pr ProcessRun) lookup(ctx context.Context, cl *Cluster, from int, key reco
 	defer cancel()
 	t0 := time.Now()
 	r, err := cl.Daemons[from].Client().Peers(lctx, key, 50)
-	o := ProcessOutcome{Err: err, Took: time.Since(t0), Peers: len(r.Peers), Hops: r.Stats.Hops}
+	o := ProcessOutcome{Err: err, Took: time.Since(t0), Peers: len(r.Peers), Hops: r.Stats.Hops, Queried: r.Stats.Queried}
 	for _, p := range r.Peers {
 		if p.Announcer == announcer {
 			o.Found, o.IP = true, p.IP
@@ -370,7 +373,7 @@ func (pr ProcessRun) churn(ctx context.Context, cl *Cluster, announcers int, rng
 
 func (res *ProcessResults) summarise(window time.Duration) {
 	var lat []float64
-	hops := 0
+	hops, queried := 0, 0
 	for _, o := range res.Outcomes {
 		if o.Err != nil {
 			res.LookupErrors++
@@ -379,6 +382,7 @@ func (res *ProcessResults) summarise(window time.Duration) {
 		res.Lookups++
 		res.Successes += btoi(o.Found)
 		hops += o.Hops
+		queried += o.Queried
 		lat = append(lat, ms(o.Took))
 		w := int(o.At / window)
 		for len(res.Windows) <= w {
@@ -396,6 +400,7 @@ func (res *ProcessResults) summarise(window time.Duration) {
 	if res.Lookups > 0 {
 		res.SuccessRate = float64(res.Successes) / float64(res.Lookups)
 		res.HopsMean = float64(hops) / float64(res.Lookups)
+		res.QueriedMean = float64(queried) / float64(res.Lookups)
 	}
 	lo, hi := Wilson(res.Successes, res.Lookups, 1.96)
 	res.SuccessCI95 = [2]float64{lo, hi}
@@ -439,14 +444,14 @@ func WriteProcessResults(dir, command string, res *ProcessResults) error {
 	}{command, res}); err != nil {
 		return err
 	}
-	rows := [][]string{{"at_seconds", "from", "key", "found", "peers", "hops", "took_ms", "daemons_down", "from_nated", "announcer_nated", "error"}}
+	rows := [][]string{{"at_seconds", "from", "key", "found", "peers", "hops", "queried", "took_ms", "daemons_down", "from_nated", "announcer_nated", "error"}}
 	for _, o := range res.Outcomes {
 		e := ""
 		if o.Err != nil {
 			e = o.Err.Error()
 		}
 		rows = append(rows, []string{strconv.FormatFloat(o.At.Seconds(), 'f', 3, 64), strconv.Itoa(o.From), strconv.Itoa(o.Key),
-			strconv.FormatBool(o.Found), strconv.Itoa(o.Peers), strconv.Itoa(o.Hops), strconv.FormatFloat(ms(o.Took), 'f', 3, 64), strconv.Itoa(o.Down),
+			strconv.FormatBool(o.Found), strconv.Itoa(o.Peers), strconv.Itoa(o.Hops), strconv.Itoa(o.Queried), strconv.FormatFloat(ms(o.Took), 'f', 3, 64), strconv.Itoa(o.Down),
 			strconv.FormatBool(o.FromNATed), strconv.FormatBool(o.OfNATed), e})
 	}
 	if err := writeCSV(filepath.Join(dir, "process_lookups.csv"), rows); err != nil {

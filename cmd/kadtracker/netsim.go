@@ -175,13 +175,13 @@ func (n *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	bar.Done()
 	if allPublic != nil {
-		fmt.Fprintf(stdout, "all public: %d of %d lookups found the record (%.3f, 95%% %.3f..%.3f), %d errors; latency p50 %.1f ms, p95 %.1f ms (in %s/all-public)\n",
+		fmt.Fprintf(stdout, "all public: %d of %d lookups found the record (%.3f, 95%% %.3f..%.3f), %d errors; latency p50 %.1f ms, p95 %.1f ms; %.1f nodes queried (in %s/all-public)\n",
 			allPublic.Successes, allPublic.Lookups, allPublic.SuccessRate, allPublic.SuccessCI95[0], allPublic.SuccessCI95[1], allPublic.LookupErrors,
-			allPublic.LatencyMS.P50, allPublic.LatencyMS.P95, c.Out)
+			allPublic.LatencyMS.P50, allPublic.LatencyMS.P95, allPublic.QueriedMean, c.Out)
 	}
-	fmt.Fprintf(stdout, "%d daemons, m=%d: %d of %d lookups found the record (%.3f, 95%% %.3f..%.3f), %d errors; %d kills, %d restarts; repair model %.3f..%.3f, no repair %.3f; latency p50 %.1f ms, p95 %.1f ms\n",
+	fmt.Fprintf(stdout, "%d daemons, m=%d: %d of %d lookups found the record (%.3f, 95%% %.3f..%.3f), %d errors; %d kills, %d restarts; repair model %.3f..%.3f, no repair %.3f; latency p50 %.1f ms, p95 %.1f ms; %.1f nodes queried\n",
 		res.Nodes, res.Replication, res.Successes, res.Lookups, res.SuccessRate, res.SuccessCI95[0], res.SuccessCI95[1], res.LookupErrors,
-		res.Kills, res.Restarts, res.RepairModel, res.RepairModelTTL, res.ReplicaBound, res.LatencyMS.P50, res.LatencyMS.P95)
+		res.Kills, res.Restarts, res.RepairModel, res.RepairModelTTL, res.ReplicaBound, res.LatencyMS.P50, res.LatencyMS.P95, res.QueriedMean)
 	for _, r := range res.ByRole {
 		fmt.Fprintf(stdout, "from %s daemons, %s announcers: %d of %d found, latency p50 %.1f ms, p95 %.1f ms\n",
 			r.From, r.Announcer, r.Successes, r.Lookups, r.LatencyMS.P50, r.LatencyMS.P95)
