@@ -42,11 +42,10 @@ type ClusterConfig struct {
 	// NATShare is the share of daemons (never the first) behind a home NAT
 	// without port mapping: each in a LAN namespace behind a router
 	// namespace that masquerades and forwards nothing inwards, as a router
-	// without UPnP. They run --dht-mode client: what AutoNAT decides
-	// behind such a NAT on the Internet, but cannot here, where every
-	// address is private to it (left to decide, auto mode would keep them
-	// unreachable servers). No daemon bootstraps through them. It needs
-	// Netns.
+	// without UPnP. They run --dht-mode auto, as a newcomer's daemon does,
+	// and the cluster is ready once AutoNAT has found each of them private
+	// and it has turned DHT client. No daemon bootstraps through them. It
+	// needs Netns.
 	NATShare float64
 	// Internet gives the bridge "Internet" addresses in 11.0.0.0/8, which
 	// libp2p and the node's limits take for public, instead of a LAN's;
@@ -220,7 +219,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 	}
 	for _, d := range c.Daemons {
 		if d.NATed {
-			if err := d.waitPublicAddr(ctx, rng); err != nil {
+			if err := d.waitNATVerdict(ctx, rng); err != nil {
 				return nil, err
 			}
 		}
@@ -277,11 +276,12 @@ func (d *Daemon) Start(ctx context.Context) error {
 		return fmt.Errorf("netsim: daemon %d is already running", d.Index)
 	}
 	cfg := d.cl.cfg
-	// The verdict AutoNAT would reach on the Internet, forced: here every
-	// address is private to it, and it reaches none.
+	// Public daemons serve: AutoNAT would need a while to say so (and on
+	// 10.99 addresses never would). NATed ones decide as a newcomer's
+	// daemon does.
 	dhtMode := "server"
 	if d.NATed {
-		dhtMode = "client"
+		dhtMode = "auto"
 	}
 	args := []string{"run",
 		"--data-dir", d.DataDir,
@@ -395,22 +395,20 @@ func (d *Daemon) waitRouting(ctx context.Context, n int) error {
 	}
 }
 
-// waitPublicAddr waits until a NATed daemon knows its router's address
-// (or AutoNAT found it private, which it does only once it knows it),
-// which it signs in its records: libp2p takes it from what peers observe,
-// once four of them at distinct IPs agree (observedaddrs.ActivationThresh),
-// so a NAT scenario needs four public daemons. Until then it looks up a
-// random key now and then, which connects it to the servers it knows, as
-// its routing-table refresh would in time.
-func (d *Daemon) waitPublicAddr(ctx context.Context, rng *rand.Rand) error {
+// waitNATVerdict waits until AutoNAT has found a NATed daemon private and
+// it has turned DHT client. AutoNAT tests only public addresses the daemon
+// knows, and the daemon learns its router's (which it also signs in its
+// records) from what peers observe, once four of them at distinct IPs
+// agree (observedaddrs.ActivationThresh): a NAT scenario needs four public
+// daemons. Until then it looks up a random key now and then, which
+// connects it to the servers it knows, as its routing-table refresh would
+// in time.
+func (d *Daemon) waitNATVerdict(ctx context.Context, rng *rand.Rand) error {
 	ctx, cancel := context.WithTimeout(ctx, d.cl.cfg.ReadyTimeout)
 	defer cancel()
-	want := "/ip4/" + d.IP + "/"
 	for i := 0; ; i++ {
 		st, err := d.client.Status(ctx)
-		// Public until AutoNAT v2 finds the address unreachable, when the
-		// reachability turns private (the node still signs it).
-		if err == nil && (st.Reachability == "private" || slices.ContainsFunc(st.PublicAddrs, func(a string) bool { return strings.HasPrefix(a, want) })) {
+		if err == nil && st.Reachability == "private" && st.DHTMode == "client" {
 			return nil
 		}
 		if i%10 == 0 {
@@ -422,7 +420,7 @@ func (d *Daemon) waitPublicAddr(ctx context.Context, rng *rand.Rand) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("netsim: NATed daemon %d never learned its public address %s (public addrs %v, reachability %q)", d.Index, d.IP, st.PublicAddrs, st.Reachability)
+			return fmt.Errorf("netsim: NATed daemon %d behind %s: no private verdict (reachability %q, DHT mode %q, public addrs %v)", d.Index, d.IP, st.Reachability, st.DHTMode, st.PublicAddrs)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
