@@ -165,9 +165,10 @@ func TestProcessCancel(t *testing.T) {
 	}
 }
 
-// Half the daemons behind home NATs without port mapping: they stay DHT
-// clients, nobody can dial them, and lookups from them and for their
-// records still succeed. Needs root, iproute2 and nftables.
+// Half the daemons behind home NATs without port mapping: AutoNAT finds
+// them private and they turn DHT clients, nobody can dial them, and
+// lookups from them and for their records still succeed. Needs root,
+// iproute2 and nftables.
 func TestProcessNAT(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root")
@@ -188,6 +189,7 @@ func TestProcessNAT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = cl.Close() }) // on failure; Close is idempotent
 	// The NAT forwards nothing inwards: from a public daemon's namespace,
 	// a NATed daemon's address refuses what a public one's accepts.
 	var pub, nat *Daemon
