@@ -395,32 +395,55 @@ func (d *Daemon) waitRouting(ctx context.Context, n int) error {
 	}
 }
 
-// waitNATVerdict waits until AutoNAT has found a NATed daemon private and
-// it has turned DHT client. AutoNAT tests only public addresses the daemon
-// knows, and the daemon learns its router's (which it also signs in its
-// records) from what peers observe, once four of them at distinct IPs
-// agree (observedaddrs.ActivationThresh): a NAT scenario needs four public
-// daemons. Until then it looks up a random key now and then, which
-// connects it to the servers it knows, as its routing-table refresh would
-// in time.
+// waitNATVerdict waits until AutoNAT has found a NATed daemon private, it
+// has turned DHT client, and storing nodes accept its records. AutoNAT v1
+// decides from dial-backs to the address the servers observe, which the
+// daemon itself knows, and signs in its records, only once four peers at
+// distinct IPs report it (observedaddrs.ActivationThresh): a NAT scenario
+// needs four public daemons, and until then the daemon's announces are
+// refused. So once it is a private client it announces a probe key of its
+// own (withdrawn again) until that is stored; before, it looks up a random
+// key now and then, which connects it to the servers it knows, as its
+// routing-table refresh would in time.
 func (d *Daemon) waitNATVerdict(ctx context.Context, rng *rand.Rand) error {
 	ctx, cancel := context.WithTimeout(ctx, d.cl.cfg.ReadyTimeout)
 	defer cancel()
+	probe, err := randomKey(rng)
+	if err != nil {
+		return err
+	}
+	var last string
 	for i := 0; ; i++ {
 		st, err := d.client.Status(ctx)
-		if err == nil && st.Reachability == "private" && st.DHTMode == "client" {
-			return nil
-		}
-		if i%10 == 0 {
-			if k, err := randomKey(rng); err == nil {
-				lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
-				_, _ = d.client.Peers(lctx, k, 1)
-				lcancel()
+		switch {
+		case err != nil:
+			last = err.Error()
+		case st.Reachability == "private" && st.DHTMode == "client":
+			if i%5 != 0 { // a probe a second: each is a walk and m PUTs
+				break
+			}
+			actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+			r, err := d.client.Announce(actx, probe, 6881, false)
+			if err == nil && r.StoredOn > 0 {
+				err = d.client.Withdraw(actx, probe)
+				acancel()
+				return err
+			}
+			acancel()
+			last = fmt.Sprintf("private client, probe announce: %v (addrs %v)", err, st.Addrs)
+		default:
+			last = fmt.Sprintf("reachability %q, DHT mode %q", st.Reachability, st.DHTMode)
+			if i%10 == 0 {
+				if k, err := randomKey(rng); err == nil {
+					lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+					_, _ = d.client.Peers(lctx, k, 1)
+					lcancel()
+				}
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("netsim: NATed daemon %d behind %s: no private verdict (reachability %q, DHT mode %q, public addrs %v)", d.Index, d.IP, st.Reachability, st.DHTMode, st.PublicAddrs)
+			return fmt.Errorf("netsim: NATed daemon %d behind %s not ready: %s", d.Index, d.IP, last)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -242,6 +242,9 @@ loop:
 		wg.Go(func() {
 			defer func() { <-sem }()
 			o := pr.lookup(runCtx, cl, from, keys[k], cl.Daemons[owner[k]].PeerID)
+			if o.Err != nil && runCtx.Err() != nil {
+				return // cut off by the end of the run: not an outcome
+			}
 			o.At, o.From, o.Key, o.Down = at, from, k, down
 			o.FromNATed, o.OfNATed = cl.Daemons[from].NATed, cl.Daemons[owner[k]].NATed
 			// The announcer's own daemon answers with 127.0.0.1: its
