@@ -41,6 +41,7 @@ type Command struct {
 	// Process mode: the daemons' binary and their life.
 	Binary               string
 	Netns                bool
+	NATShare             float64 // share of daemons behind NAT without mapping; needs Netns
 	Duration             time.Duration
 	TTF, TTR             time.Duration
 	Republish, RecordTTL time.Duration
@@ -179,21 +180,25 @@ func ExperimentCommand(ctx context.Context, c Command, name string) error {
 
 // ProcessCommand is `kadtracker netsim process`: daemons of c.Binary under
 // ProcessRun, process.json, process_lookups.csv, process.png and logs/
-// written to c.Out.
-func ProcessCommand(ctx context.Context, c Command) (*ProcessResults, error) {
+// written to c.Out. With a NAT share it first runs the same network all
+// public, on the same "Internet" addresses, into c.Out/all-public, and
+// returns that run's results as the second value.
+func ProcessCommand(ctx context.Context, c Command) (res, allPublic *ProcessResults, err error) {
 	if c.Binary == "" {
-		return nil, errors.New("netsim: process needs the kadtracker binary")
+		return nil, nil, errors.New("netsim: process needs the kadtracker binary")
 	}
 	pr := DefaultProcessRun()
 	pr.Cluster.Binary = c.Binary
 	pr.Cluster.Nodes = orDefault(c.Nodes, pr.Cluster.Nodes)
 	m, err := c.one("process", pr.Cluster.Replication)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pr.Cluster.Replication = m
 	pr.Cluster.RecordTTL, pr.Cluster.Republish = c.RecordTTL, c.Republish
 	pr.Cluster.Netns = c.Netns
+	pr.Cluster.NATShare = c.NATShare
+	pr.Cluster.Internet = c.NATShare > 0
 	pr.Cluster.Seed, pr.Seed = c.Seed, c.Seed
 	pr.Cluster.LogDir = filepath.Join(c.Out, "logs")
 	pr.Lookups = orDefault(c.Lookups, pr.Lookups)
@@ -202,16 +207,36 @@ func ProcessCommand(ctx context.Context, c Command) (*ProcessResults, error) {
 	pr.Progress = c.progress("lookups")
 	pr.Log = c.Log
 	if err := os.MkdirAll(c.Out, 0o755); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	res, err := pr.Run(ctx)
-	if err != nil {
-		return nil, err
+	if pr.Cluster.NATShare > 0 {
+		base := pr
+		dir := filepath.Join(c.Out, "all-public")
+		base.Cluster.NATShare = 0
+		base.Cluster.LogDir = filepath.Join(dir, "logs")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, nil, err
+		}
+		if c.Log != nil {
+			fmt.Fprintf(c.Log, "the same network all public first\n")
+		}
+		if allPublic, err = base.Run(ctx); err != nil {
+			return nil, nil, err
+		}
+		if err := WriteProcessResults(dir, c.CommandLine+" (all public)", allPublic); err != nil {
+			return nil, nil, err
+		}
+		if c.Log != nil {
+			fmt.Fprintf(c.Log, "now %.0f %% of the daemons behind NAT\n", 100*pr.Cluster.NATShare)
+		}
+	}
+	if res, err = pr.Run(ctx); err != nil {
+		return nil, nil, err
 	}
 	if err := WriteProcessResults(c.Out, c.CommandLine, res); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return res, nil
+	return res, allPublic, nil
 }
 
 func orDefault[T comparable](v, def T) T {

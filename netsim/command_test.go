@@ -66,11 +66,11 @@ func TestCommandRefuses(t *testing.T) {
 		t.Errorf("run with two replication values: %v", err)
 	}
 	c.Binary = "/nonexistent"
-	if _, err := ProcessCommand(t.Context(), c); err == nil || !strings.Contains(err.Error(), "one replication value") {
+	if _, _, err := ProcessCommand(t.Context(), c); err == nil || !strings.Contains(err.Error(), "one replication value") {
 		t.Errorf("process with two replication values: %v", err)
 	}
 	c.Binary, c.Replication = "", nil
-	if _, err := ProcessCommand(t.Context(), c); err == nil {
+	if _, _, err := ProcessCommand(t.Context(), c); err == nil {
 		t.Error("process ran without a binary")
 	}
 }

@@ -164,3 +164,85 @@ func TestProcessCancel(t *testing.T) {
 		t.Fatalf("cancelled run took %v to stop", d)
 	}
 }
+
+// Half the daemons behind home NATs without port mapping: AutoNAT finds
+// them private and they turn DHT clients, nobody can dial them, and
+// lookups from them and for their records still succeed. Needs root,
+// iproute2 and nftables.
+func TestProcessNAT(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	for _, tool := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("NAT routers need %s", tool)
+		}
+	}
+	pr := processRun(t, true)
+	// Six public daemons: a NATed one learns its router's address from
+	// four observers, and with exactly four it sometimes never did.
+	pr.Cluster.Nodes, pr.Cluster.NATShare = 10, 0.4
+	pr.Keys, pr.TTF, pr.Duration, pr.Lookups = 5, 0, 8*time.Second, 40 // announcers 0..4
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cl, err := StartCluster(ctx, pr.Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Close() }) // on failure; Close is idempotent
+	// The NAT forwards nothing inwards: from a public daemon's namespace,
+	// a NATed daemon's address refuses what a public one's accepts.
+	var pub, nat *Daemon
+	for _, d := range cl.Daemons[1:] {
+		if d.NATed && nat == nil {
+			nat = d
+		}
+		if !d.NATed && pub == nil {
+			pub = d
+		}
+	}
+	if nat == nil || pub == nil {
+		t.Fatal("want public and NATed daemons besides the first")
+	}
+	dial := func(ip string) error {
+		return exec.Command("ip", "netns", "exec", cl.netns.ns(0), "timeout", "5", "bash", "-c", "exec 3<>/dev/tcp/"+ip+"/4001").Run()
+	}
+	if err := dial(pub.IP); err != nil {
+		t.Fatalf("control: dialling public daemon %d at %s: %v", pub.Index, pub.IP, err)
+	}
+	if err := dial(nat.IP); err == nil {
+		t.Fatalf("NATed daemon %d dialled through its router %s", nat.Index, nat.IP)
+	}
+	if err := cl.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := pr.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d NATed (%d clients); by role: %+v", res.NATed, res.NATedClients, res.ByRole)
+	if res.NATed != 4 || res.NATedClients != res.NATed {
+		t.Fatalf("%d NATed daemons, %d of them DHT clients: want 4, all clients", res.NATed, res.NATedClients)
+	}
+	for _, o := range res.Outcomes {
+		if !o.Found || o.Err != nil {
+			t.Logf("lookup from daemon %d (NATed %v) for key %d (announcer NATed %v): %d peers, %d hops, %v", o.From, o.FromNATed, o.Key, o.OfNATed, o.Peers, o.Hops, o.Err)
+		}
+	}
+	if res.SuccessRate != 1 || res.WrongIP != 0 || res.LookupErrors != 0 {
+		t.Fatalf("%d of %d found, %d errors, %d with the wrong address", res.Successes, res.Lookups, res.LookupErrors, res.WrongIP)
+	}
+	var fromNATed, ofNATed int
+	for _, r := range res.ByRole {
+		if r.From == "nated" {
+			fromNATed += r.Lookups
+		}
+		if r.Announcer == "nated" {
+			ofNATed += r.Lookups
+		}
+	}
+	if fromNATed == 0 || ofNATed == 0 {
+		t.Fatalf("%d lookups from NATed daemons, %d for NATed announcers: the test must cover both", fromNATed, ofNATed)
+	}
+}

@@ -52,35 +52,56 @@ func DefaultProcessRun() ProcessRun {
 
 // ProcessResults are what a ProcessRun measured.
 type ProcessResults struct {
-	Nodes        int           `json:"nodes"`
-	Replication  int           `json:"replication"`
-	RecordTTL    time.Duration `json:"record_ttl"`
-	Republish    time.Duration `json:"republish"`
-	TTF          time.Duration `json:"ttf"`
-	TTR          time.Duration `json:"ttr"`
-	Netns        bool          `json:"netns"`
-	Keys         int           `json:"keys"`
-	Lookups      int           `json:"lookups"`
-	Successes    int           `json:"successes"`
-	SuccessRate  float64       `json:"success_rate"`
-	SuccessCI95  [2]float64    `json:"success_ci95"`
-	LookupErrors int           `json:"lookup_errors"`
+	Nodes       int           `json:"nodes"`
+	Replication int           `json:"replication"`
+	RecordTTL   time.Duration `json:"record_ttl"`
+	Republish   time.Duration `json:"republish"`
+	TTF         time.Duration `json:"ttf"`
+	TTR         time.Duration `json:"ttr"`
+	Netns       bool          `json:"netns"`
+	NATShare    float64       `json:"nat_share"`
+	Internet    bool          `json:"internet_addrs"`
+	// NATed daemons sit behind a NAT without port mapping; NATedClients
+	// of them said they were DHT clients once started.
+	NATed        int        `json:"nated"`
+	NATedClients int        `json:"nated_clients"`
+	Keys         int        `json:"keys"`
+	Lookups      int        `json:"lookups"`
+	Successes    int        `json:"successes"`
+	SuccessRate  float64    `json:"success_rate"`
+	SuccessCI95  [2]float64 `json:"success_ci95"`
+	LookupErrors int        `json:"lookup_errors"`
 	// WrongIP counts found records whose IP was not the announcing
 	// daemon's address: the storing node must take it from the connection.
 	WrongIP int `json:"wrong_ip"`
 	// Availability is TTF/(TTF+TTR); RepairModel and ReplicaBound are as in
 	// the churn experiment (1 and 1 without failures).
-	Availability   float64          `json:"availability"`
-	RepairModel    float64          `json:"repair_model"`
-	RepairModelTTL float64          `json:"repair_model_ttl"`
-	ReplicaBound   float64          `json:"replica_bound"`
-	HopsMean       float64          `json:"hops_mean"`
-	LatencyMS      Percentiles      `json:"latency_ms"`
-	Kills          int              `json:"kills"`
-	Restarts       int              `json:"restarts"`
-	Windows        []ProcessWindow  `json:"windows"`
-	Seconds        float64          `json:"seconds"`
-	Outcomes       []ProcessOutcome `json:"-"`
+	Availability   float64         `json:"availability"`
+	RepairModel    float64         `json:"repair_model"`
+	RepairModelTTL float64         `json:"repair_model_ttl"`
+	ReplicaBound   float64         `json:"replica_bound"`
+	HopsMean       float64         `json:"hops_mean"`
+	QueriedMean    float64         `json:"queried_mean"`
+	LatencyMS      Percentiles     `json:"latency_ms"`
+	Kills          int             `json:"kills"`
+	Restarts       int             `json:"restarts"`
+	Windows        []ProcessWindow `json:"windows"`
+	// ByRole splits the lookups by who looked and whose record was sought,
+	// public or NATed; only with NATed daemons.
+	ByRole   []ProcessRole    `json:"by_role,omitempty"`
+	Seconds  float64          `json:"seconds"`
+	Outcomes []ProcessOutcome `json:"-"`
+}
+
+// ProcessRole is the lookups from one kind of daemon for one kind of
+// announcer's record.
+type ProcessRole struct {
+	From        string      `json:"from"`      // public or nated
+	Announcer   string      `json:"announcer"` // public or nated
+	Lookups     int         `json:"lookups"`
+	Successes   int         `json:"successes"`
+	SuccessRate float64     `json:"success_rate"`
+	LatencyMS   Percentiles `json:"latency_ms"`
 }
 
 // ProcessWindow is success in one time bin.
@@ -100,8 +121,13 @@ type ProcessOutcome struct {
 	Found bool
 	Peers int
 	Hops  int
-	Took  time.Duration
-	Down  int
+	// Queried is how many DHT nodes the walk queried.
+	Queried int
+	Took    time.Duration
+	Down    int
+	// FromNATed and OfNATed say whether the daemon that looked, and the
+	// one whose record it sought, sit behind a NAT.
+	FromNATed, OfNATed bool
 	// IP is the address the announcer's record came back with.
 	IP  string
 	Err error
@@ -134,6 +160,10 @@ func (pr ProcessRun) Run(ctx context.Context) (_ *ProcessResults, err error) {
 		}
 	}
 	logf("started %d daemons in %.1fs (netns %v)\n", len(cl.Daemons), time.Since(start).Seconds(), pr.Cluster.Netns)
+	nated, natedClients, err := natedModes(ctx, cl, logf)
+	if err != nil {
+		return nil, err
+	}
 
 	rng := rand.New(rand.NewPCG(pr.Seed, 0x70726f63))
 	keys := make([]records.Key, pr.Keys)
@@ -155,6 +185,7 @@ func (pr ProcessRun) Run(ctx context.Context) (_ *ProcessResults, err error) {
 	res := &ProcessResults{
 		Nodes: pr.Cluster.Nodes, Replication: pr.Cluster.Replication, RecordTTL: pr.Cluster.RecordTTL, Republish: pr.Cluster.Republish,
 		TTF: pr.TTF, TTR: pr.TTR, Netns: pr.Cluster.Netns, Keys: pr.Keys, Availability: 1, RepairModel: 1, RepairModelTTL: 1, ReplicaBound: 1,
+		NATShare: pr.Cluster.NATShare, Internet: pr.Cluster.Internet || nated > 0, NATed: nated, NATedClients: natedClients,
 	}
 	if pr.TTF > 0 {
 		res.Availability = pr.TTF.Seconds() / (pr.TTF + pr.TTR).Seconds()
@@ -211,7 +242,11 @@ loop:
 		wg.Go(func() {
 			defer func() { <-sem }()
 			o := pr.lookup(runCtx, cl, from, keys[k], cl.Daemons[owner[k]].PeerID)
+			if o.Err != nil && runCtx.Err() != nil {
+				return // cut off by the end of the run: not an outcome
+			}
 			o.At, o.From, o.Key, o.Down = at, from, k, down
+			o.FromNATed, o.OfNATed = cl.Daemons[from].NATed, cl.Daemons[owner[k]].NATed
 			// The announcer's own daemon answers with 127.0.0.1: its
 			// client runs there.
 			if o.Found && from != owner[k] && o.IP != cl.Daemons[owner[k]].IP {
@@ -239,6 +274,32 @@ loop:
 	return res, nil
 }
 
+// natedModes counts the NATed daemons and those of them that report
+// being DHT clients: behind a NAT without mapping, a daemon must not serve.
+func natedModes(ctx context.Context, cl *Cluster, logf func(string, ...any)) (nated, clients int, err error) {
+	for _, d := range cl.Daemons {
+		if !d.NATed {
+			continue
+		}
+		nated++
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := d.Client().Status(sctx)
+		cancel()
+		if err != nil {
+			return 0, 0, fmt.Errorf("netsim: status of NATed daemon %d: %w", d.Index, err)
+		}
+		if st.DHTMode == "client" {
+			clients++
+		} else {
+			logf("NATed daemon %d is in DHT mode %s, reachability %s\n", d.Index, st.DHTMode, st.Reachability)
+		}
+	}
+	if nated > 0 {
+		logf("%d daemons behind NAT without port mapping, %d of them DHT clients\n", nated, clients)
+	}
+	return nated, clients, nil
+}
+
 // lookup asks daemon from for key and says whether announcer's record came
 // back.
 func (pr ProcessRun) lookup(ctx context.Context, cl *Cluster, from int, key records.Key, announcer string) ProcessOutcome {
@@ -246,7 +307,7 @@ func (pr ProcessRun) lookup(ctx context.Context, cl *Cluster, from int, key reco
 	defer cancel()
 	t0 := time.Now()
 	r, err := cl.Daemons[from].Client().Peers(lctx, key, 50)
-	o := ProcessOutcome{Err: err, Took: time.Since(t0), Peers: len(r.Peers), Hops: r.Stats.Hops}
+	o := ProcessOutcome{Err: err, Took: time.Since(t0), Peers: len(r.Peers), Hops: r.Stats.Hops, Queried: r.Stats.Queried}
 	for _, p := range r.Peers {
 		if p.Announcer == announcer {
 			o.Found, o.IP = true, p.IP
@@ -315,7 +376,7 @@ func (pr ProcessRun) churn(ctx context.Context, cl *Cluster, announcers int, rng
 
 func (res *ProcessResults) summarise(window time.Duration) {
 	var lat []float64
-	hops := 0
+	hops, queried := 0, 0
 	for _, o := range res.Outcomes {
 		if o.Err != nil {
 			res.LookupErrors++
@@ -324,6 +385,7 @@ func (res *ProcessResults) summarise(window time.Duration) {
 		res.Lookups++
 		res.Successes += btoi(o.Found)
 		hops += o.Hops
+		queried += o.Queried
 		lat = append(lat, ms(o.Took))
 		w := int(o.At / window)
 		for len(res.Windows) <= w {
@@ -341,10 +403,39 @@ func (res *ProcessResults) summarise(window time.Duration) {
 	if res.Lookups > 0 {
 		res.SuccessRate = float64(res.Successes) / float64(res.Lookups)
 		res.HopsMean = float64(hops) / float64(res.Lookups)
+		res.QueriedMean = float64(queried) / float64(res.Lookups)
 	}
 	lo, hi := Wilson(res.Successes, res.Lookups, 1.96)
 	res.SuccessCI95 = [2]float64{lo, hi}
 	res.LatencyMS = percentiles(lat)
+	if res.NATed > 0 {
+		res.ByRole = byRole(res.Outcomes)
+	}
+}
+
+func byRole(outcomes []ProcessOutcome) []ProcessRole {
+	name := map[bool]string{false: "public", true: "nated"}
+	var out []ProcessRole
+	for _, from := range []bool{false, true} {
+		for _, of := range []bool{false, true} {
+			r := ProcessRole{From: name[from], Announcer: name[of]}
+			var lat []float64
+			for _, o := range outcomes {
+				if o.Err != nil || o.FromNATed != from || o.OfNATed != of {
+					continue
+				}
+				r.Lookups++
+				r.Successes += btoi(o.Found)
+				lat = append(lat, ms(o.Took))
+			}
+			if r.Lookups > 0 {
+				r.SuccessRate = float64(r.Successes) / float64(r.Lookups)
+				r.LatencyMS = percentiles(lat)
+			}
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // WriteProcessResults writes process.json, process_lookups.csv and
@@ -356,14 +447,15 @@ func WriteProcessResults(dir, command string, res *ProcessResults) error {
 	}{command, res}); err != nil {
 		return err
 	}
-	rows := [][]string{{"at_seconds", "from", "key", "found", "peers", "hops", "took_ms", "daemons_down", "error"}}
+	rows := [][]string{{"at_seconds", "from", "key", "found", "peers", "hops", "queried", "took_ms", "daemons_down", "from_nated", "announcer_nated", "error"}}
 	for _, o := range res.Outcomes {
 		e := ""
 		if o.Err != nil {
 			e = o.Err.Error()
 		}
 		rows = append(rows, []string{strconv.FormatFloat(o.At.Seconds(), 'f', 3, 64), strconv.Itoa(o.From), strconv.Itoa(o.Key),
-			strconv.FormatBool(o.Found), strconv.Itoa(o.Peers), strconv.Itoa(o.Hops), strconv.FormatFloat(ms(o.Took), 'f', 3, 64), strconv.Itoa(o.Down), e})
+			strconv.FormatBool(o.Found), strconv.Itoa(o.Peers), strconv.Itoa(o.Hops), strconv.Itoa(o.Queried), strconv.FormatFloat(ms(o.Took), 'f', 3, 64), strconv.Itoa(o.Down),
+			strconv.FormatBool(o.FromNATed), strconv.FormatBool(o.OfNATed), e})
 	}
 	if err := writeCSV(filepath.Join(dir, "process_lookups.csv"), rows); err != nil {
 		return err

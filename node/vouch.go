@@ -12,6 +12,7 @@ import (
 	"github.com/kadtracker/kadtracker/records"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // What a lookup believes. A storing node can lie in its GET answer: leave
@@ -429,8 +430,15 @@ func (n *Node) ownAddr() netip.Addr {
 }
 
 // hostAddr returns the first of the host's addresses that ok accepts.
+// It reads every direct address the host knows, those AutoNAT v2 found
+// unreachable included: Addrs drops them, and behind a NAT without a
+// mapping the NAT's address, which the node must sign, is one of them.
 func (n *Node) hostAddr(ok func(netip.Addr) bool) netip.Addr {
-	for _, m := range n.host.Addrs() {
+	addrs := n.host.Addrs()
+	if h, isAll := n.host.(interface{ AllAddrs() []ma.Multiaddr }); isAll {
+		addrs = h.AllAddrs()
+	}
+	for _, m := range addrs {
 		if a, err := addrIP(m); err == nil && !a.IsUnspecified() && ok(a) {
 			return a
 		}

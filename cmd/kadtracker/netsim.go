@@ -31,7 +31,7 @@ var netsimFlags = map[string][]string{
 	"replication": {"run", "experiment", "process"}, "rp": {"run", "experiment"}, "lookups": {"run", "experiment", "process"},
 	"keys": {"run", "process"}, "epochs": {"run", "experiment"}, "seed": {"run", "experiment", "process"}, "out": {"run", "experiment", "process"},
 	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"}, "replot": {"experiment"},
-	"binary": {"process"}, "netns": {"process"}, "duration": {"process"}, "ttf": {"process"}, "ttr": {"process"},
+	"binary": {"process"}, "netns": {"process"}, "nat-share": {"process"}, "duration": {"process"}, "ttf": {"process"}, "ttr": {"process"},
 	"republish": {"process"}, "record-ttl": {"process"},
 }
 
@@ -62,6 +62,7 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 	fs.StringVar(&c.Binary, "binary", "", "the kadtracker `PATH` to start daemons from")
 	fs.Lookup("binary").DefValue = "this executable"
 	fs.BoolVar(&c.Netns, "netns", false, "put each daemon in a network namespace of its own with its own address (needs root and iproute2)")
+	fs.Float64Var(&c.NATShare, "nat-share", 0, "put share `S` of the daemons (never the first) behind a NAT without port mapping, each in a LAN namespace behind a masquerading router namespace (needs --netns and nftables)")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long the process scenario runs")
 	fs.DurationVar(&c.TTF, "ttf", 0, "mean time to failure of a daemon (exponential; SIGKILL), 0 for no failures")
 	fs.DurationVar(&c.TTR, "ttr", c.TTR, "mean time to repair (exponential; restart on the same data dir)")
@@ -97,6 +98,9 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 		})
 		if len(wrong) > 0 {
 			return nil, fmt.Errorf("%s: not a flag of netsim %s", strings.Join(wrong, ", "), n.sub)
+		}
+		if c.NATShare < 0 || c.NATShare >= 1 || (c.NATShare > 0 && !c.Netns) {
+			return nil, errors.New("--nat-share must be in [0, 1) and needs --netns")
 		}
 		if c.Rp < 0 || c.Rp > 1 || c.Nodes < 0 || c.Lookups < 0 || c.Keys < 0 || c.Epochs < 0 {
 			return nil, errors.New("--rp must be in 0..1; --nodes, --lookups, --keys and --epochs must not be negative")
@@ -165,14 +169,26 @@ func (n *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "wrote %s/results.json and %s/lookups.csv\n", c.Out, c.Out)
 		return nil
 	}
-	res, err := netsim.ProcessCommand(ctx, c)
+	res, allPublic, err := netsim.ProcessCommand(ctx, c)
 	if err != nil {
 		return err
 	}
 	bar.Done()
-	fmt.Fprintf(stdout, "%d daemons, m=%d: %d of %d lookups found the record (%.3f, 95%% %.3f..%.3f), %d errors; %d kills, %d restarts; repair model %.3f..%.3f, no repair %.3f; latency p50 %.1f ms\n",
+	if allPublic != nil {
+		fmt.Fprintf(stdout, "all public: %d of %d lookups found the record (%.3f, 95%% %.3f..%.3f), %d errors; latency p50 %.1f ms, p95 %.1f ms; %.1f nodes queried (in %s/all-public)\n",
+			allPublic.Successes, allPublic.Lookups, allPublic.SuccessRate, allPublic.SuccessCI95[0], allPublic.SuccessCI95[1], allPublic.LookupErrors,
+			allPublic.LatencyMS.P50, allPublic.LatencyMS.P95, allPublic.QueriedMean, c.Out)
+	}
+	fmt.Fprintf(stdout, "%d daemons, m=%d: %d of %d lookups found the record (%.3f, 95%% %.3f..%.3f), %d errors; %d kills, %d restarts; repair model %.3f..%.3f, no repair %.3f; latency p50 %.1f ms, p95 %.1f ms; %.1f nodes queried\n",
 		res.Nodes, res.Replication, res.Successes, res.Lookups, res.SuccessRate, res.SuccessCI95[0], res.SuccessCI95[1], res.LookupErrors,
-		res.Kills, res.Restarts, res.RepairModel, res.RepairModelTTL, res.ReplicaBound, res.LatencyMS.P50)
+		res.Kills, res.Restarts, res.RepairModel, res.RepairModelTTL, res.ReplicaBound, res.LatencyMS.P50, res.LatencyMS.P95, res.QueriedMean)
+	for _, r := range res.ByRole {
+		fmt.Fprintf(stdout, "from %s daemons, %s announcers: %d of %d found, latency p50 %.1f ms, p95 %.1f ms\n",
+			r.From, r.Announcer, r.Successes, r.Lookups, r.LatencyMS.P50, r.LatencyMS.P95)
+	}
+	if res.NATed > 0 {
+		fmt.Fprintf(stdout, "%d daemons behind NAT without mapping, %d of them DHT clients\n", res.NATed, res.NATedClients)
+	}
 	fmt.Fprintf(stdout, "wrote %s/process.json, process_lookups.csv, process.png and logs/\n", c.Out)
 	return nil
 }

@@ -108,6 +108,7 @@ func (s *metricsSource) Counts() metrics.Counts {
 		PutsRejected:     st.PutsRejectedBy,
 		RateLimited:      make(map[string]int64),
 		Refused:          make(map[string]int64),
+		Reachability:     reachabilityCounts(st),
 	}
 	for reason, n := range st.Refused {
 		if rateLimits[reason] {
@@ -139,6 +140,9 @@ func (s *metricsSource) Status(context.Context) (metrics.Status, error) {
 		DHTMode:     st.DHTMode,
 		Replication: st.Replication,
 		Started:     st.Started,
+		Network:     st.Network,
+		PublicAddrs: addrStrings(st.PublicAddrs),
+		MappedAddrs: addrStrings(st.PortMapping.Mapped),
 	}
 	for _, p := range s.n.Routing() {
 		out.Routing = append(out.Routing, metrics.RoutingPeer{ID: p.ID.String(), CPL: p.CPL, Connected: p.Connected, Addrs: addrStrings(p.Addrs)})
@@ -150,4 +154,23 @@ func (s *metricsSource) Status(context.Context) (metrics.Status, error) {
 		out.Stored = s.dn.StoredSwarms(storedShown)
 	}
 	return out, nil
+}
+
+// reachabilityCounts is st's reachability for the metrics; zero (nothing
+// exported) when the node reports none.
+func reachabilityCounts(st node.Stats) metrics.Reachability {
+	if st.Reachability == "" {
+		return metrics.Reachability{}
+	}
+	r := st.Rendezvous
+	return metrics.Reachability{
+		State:       st.Reachability,
+		DHTMode:     st.DHTMode,
+		PublicAddrs: len(st.PublicAddrs),
+		PortMapping: metrics.PortMapping{Enabled: st.PortMapping.Enabled, Gateway: st.PortMapping.Gateway, Mapped: len(st.PortMapping.Mapped)},
+		Rendezvous: metrics.Rendezvous{
+			State: r.State, Serving: r.Serving, DHTPeers: r.DHTPeers, Rounds: r.Rounds,
+			Found: r.Found, Connected: r.Connected, Dropped: r.Dropped, LastSuccess: r.LastSuccess,
+		},
+	}
 }

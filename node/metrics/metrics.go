@@ -22,6 +22,16 @@
 //	rate_limited_total{limit}            record-protocol requests refused by a rate or stream limit
 //	refused_total{reason}                other refusals: bad requests, routing-table and storing-node diversity
 //	routing_table_size, connections
+//	reachability{state}                  1 for AutoNAT's verdict (public, private, unknown), 0 for the others
+//	dht_mode{mode}                       1 for the DHT mode now (server, client), 0 for the other
+//	public_addrs                         addresses others on the Internet may dial
+//	port_mapping_enabled, port_mapping_gateway, port_mapping_addrs
+//	                                     UPnP / NAT-PMP: on, a gateway found, external addresses mapped
+//	rendezvous_state{state}              1 for the rendezvous state (off, starting, searching, resting)
+//	rendezvous_dht_peers                 the rendezvous DHT's routing table
+//	rendezvous_rounds_total, rendezvous_peers_found_total, rendezvous_peers_connected_total,
+//	rendezvous_peers_dropped_total
+//	rendezvous_last_success_timestamp_seconds  Unix time of the last round that connected a peer; 0: never
 //
 // plus the Go runtime's and the process's collectors (go_*, process_*).
 package metrics
@@ -65,7 +75,43 @@ type Counts struct {
 	// are not told of with ObserveAnnounce (the tracker front keeps its
 	// own counts).
 	Announces map[FrontResult]int64
+	// Reachability is how others reach the node; zero without a DHT node.
+	Reachability Reachability
 }
+
+// Reachability is what AutoNAT, the port mapping and rendezvous say.
+type Reachability struct {
+	State       string // public, private, unknown; "" without a DHT node
+	DHTMode     string // server, client
+	PublicAddrs int
+	PortMapping PortMapping
+	Rendezvous  Rendezvous
+}
+
+// PortMapping is the UPnP IGD / NAT-PMP port mapping's state.
+type PortMapping struct {
+	Enabled bool
+	Gateway bool // a gateway was found
+	Mapped  int  // external addresses mapped to our listeners
+}
+
+// Rendezvous is the search for other nodes through the rendezvous DHT.
+type Rendezvous struct {
+	State                     string // off, starting, searching, resting
+	Serving                   bool
+	DHTPeers                  int
+	Rounds                    int64
+	Found, Connected, Dropped int64
+	LastSuccess               time.Time // zero: never
+}
+
+// The label values the state gauges always carry, so a dashboard sees a 0
+// rather than a missing series.
+var (
+	ReachabilityStates = []string{"public", "private", "unknown"}
+	DHTModes           = []string{"server", "client"}
+	RendezvousStates   = []string{"off", "starting", "searching", "resting"}
+)
 
 // FrontResult labels a count by front and result.
 type FrontResult struct{ Front, Result string }
@@ -77,6 +123,9 @@ type Status struct {
 	DHTMode     string
 	Replication int
 	Started     time.Time
+	Network     string   // the kadtracker network's name
+	PublicAddrs []string // addresses others on the Internet may dial
+	MappedAddrs []string // external addresses the port mapping holds
 	Routing     []RoutingPeer
 	Tracked     []TrackedSwarm
 	Stored      []records.KeyCount // the busiest swarms stored, most records first
@@ -260,6 +309,10 @@ var descs = struct {
 	routing, conns, records, swarms, tracked, trackerSwarms, evicted *prometheus.Desc
 	putsReceived, putsAccepted, putsRejected, gets                   *prometheus.Desc
 	rateLimited, refused, announces                                  *prometheus.Desc
+	reachability, dhtMode, publicAddrs                               *prometheus.Desc
+	pmEnabled, pmGateway, pmAddrs                                    *prometheus.Desc
+	rdvState, rdvPeers, rdvRounds, rdvFound, rdvConnected            *prometheus.Desc
+	rdvDropped, rdvLastSuccess                                       *prometheus.Desc
 }{
 	routing:       prometheus.NewDesc("kadtracker_routing_table_size", "Peers in the DHT routing table.", nil, nil),
 	conns:         prometheus.NewDesc("kadtracker_connections", "Open libp2p connections.", nil, nil),
@@ -275,6 +328,20 @@ var descs = struct {
 	rateLimited:   prometheus.NewDesc("kadtracker_rate_limited_total", "Record-protocol requests refused by a rate or concurrency limit, by limit.", []string{"limit"}, nil),
 	refused:       prometheus.NewDesc("kadtracker_refused_total", "Other refusals, by reason.", []string{"reason"}, nil),
 	announces:     prometheus.NewDesc("kadtracker_announces_total", "Client announces answered, by front and result.", []string{"front", "result"}, nil),
+
+	reachability:   prometheus.NewDesc("kadtracker_reachability", "1 for AutoNAT's verdict on this node (public, private, unknown), 0 for the others.", []string{"state"}, nil),
+	dhtMode:        prometheus.NewDesc("kadtracker_dht_mode", "1 for the DHT mode the node is in now (server, client), 0 for the other.", []string{"mode"}, nil),
+	publicAddrs:    prometheus.NewDesc("kadtracker_public_addrs", "Addresses others on the Internet may dial.", nil, nil),
+	pmEnabled:      prometheus.NewDesc("kadtracker_port_mapping_enabled", "1 when UPnP / NAT-PMP port mapping is on.", nil, nil),
+	pmGateway:      prometheus.NewDesc("kadtracker_port_mapping_gateway", "1 when a UPnP IGD or NAT-PMP gateway was found.", nil, nil),
+	pmAddrs:        prometheus.NewDesc("kadtracker_port_mapping_addrs", "External addresses the gateway maps to this node's listeners.", nil, nil),
+	rdvState:       prometheus.NewDesc("kadtracker_rendezvous_state", "1 for the rendezvous state (off, starting, searching, resting), 0 for the others.", []string{"state"}, nil),
+	rdvPeers:       prometheus.NewDesc("kadtracker_rendezvous_dht_peers", "Peers in the rendezvous DHT's routing table.", nil, nil),
+	rdvRounds:      prometheus.NewDesc("kadtracker_rendezvous_rounds_total", "Rendezvous search rounds.", nil, nil),
+	rdvFound:       prometheus.NewDesc("kadtracker_rendezvous_peers_found_total", "Providers the rendezvous rounds returned (self and peers already connected included).", nil, nil),
+	rdvConnected:   prometheus.NewDesc("kadtracker_rendezvous_peers_connected_total", "Peers found by rendezvous that this node connected.", nil, nil),
+	rdvDropped:     prometheus.NewDesc("kadtracker_rendezvous_peers_dropped_total", "Peers found by rendezvous over the per-round caps.", nil, nil),
+	rdvLastSuccess: prometheus.NewDesc("kadtracker_rendezvous_last_success_timestamp_seconds", "Unix time of the last rendezvous round that connected a peer; 0 if none has.", nil, nil),
 }
 
 // collector turns Source.Counts into metrics at scrape time.
@@ -282,7 +349,9 @@ type collector struct{ m *Metrics }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descs.routing, descs.conns, descs.records, descs.swarms, descs.tracked, descs.trackerSwarms,
-		descs.evicted, descs.putsReceived, descs.putsAccepted, descs.putsRejected, descs.gets, descs.rateLimited, descs.refused, descs.announces} {
+		descs.evicted, descs.putsReceived, descs.putsAccepted, descs.putsRejected, descs.gets, descs.rateLimited, descs.refused, descs.announces,
+		descs.reachability, descs.dhtMode, descs.publicAddrs, descs.pmEnabled, descs.pmGateway, descs.pmAddrs,
+		descs.rdvState, descs.rdvPeers, descs.rdvRounds, descs.rdvFound, descs.rdvConnected, descs.rdvDropped, descs.rdvLastSuccess} {
 		ch <- d
 	}
 }
@@ -328,6 +397,51 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for fr, n := range all {
 		counter(descs.announces, n, fr.Front, fr.Result)
 	}
+	c.collectReachability(ch, k.Reachability)
+}
+
+// collectReachability exports r; without a DHT node (no state) there is
+// nothing to say.
+func (c *collector) collectReachability(ch chan<- prometheus.Metric, r Reachability) {
+	if r.State == "" {
+		return
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	oneOf := func(d *prometheus.Desc, values []string, v string) {
+		for _, s := range values {
+			gauge(d, float64(btoi(s == v)), s)
+		}
+	}
+	oneOf(descs.reachability, ReachabilityStates, r.State)
+	oneOf(descs.dhtMode, DHTModes, r.DHTMode)
+	gauge(descs.publicAddrs, float64(r.PublicAddrs))
+	gauge(descs.pmEnabled, float64(btoi(r.PortMapping.Enabled)))
+	gauge(descs.pmGateway, float64(btoi(r.PortMapping.Gateway)))
+	gauge(descs.pmAddrs, float64(r.PortMapping.Mapped))
+	rdv := r.Rendezvous
+	oneOf(descs.rdvState, RendezvousStates, rdv.State)
+	gauge(descs.rdvPeers, float64(rdv.DHTPeers))
+	counter := func(d *prometheus.Desc, v int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	counter(descs.rdvRounds, rdv.Rounds)
+	counter(descs.rdvFound, rdv.Found)
+	counter(descs.rdvConnected, rdv.Connected)
+	counter(descs.rdvDropped, rdv.Dropped)
+	var last float64
+	if !rdv.LastSuccess.IsZero() {
+		last = float64(rdv.LastSuccess.UnixNano()) / 1e9
+	}
+	gauge(descs.rdvLastSuccess, last)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func sortedKeys(m map[string]int64) []string {

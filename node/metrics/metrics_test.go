@@ -250,3 +250,59 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("/nope: %s", resp.Status)
 	}
 }
+
+func TestReachabilityMetrics(t *testing.T) {
+	src := testSource(t)
+	last := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	src.counts.Reachability = Reachability{
+		State: "private", DHTMode: "client",
+		PortMapping: PortMapping{Enabled: true, Gateway: true},
+		Rendezvous:  Rendezvous{State: "searching", DHTPeers: 4, Rounds: 2, Found: 3, Connected: 1, LastSuccess: last},
+	}
+	src.status.Network = "lab"
+	base := serve(t, New(src, nil))
+	got := scrape(t, base)
+	want := map[string]float64{
+		"kadtracker_reachability{state=public}":                  0,
+		"kadtracker_reachability{state=private}":                 1,
+		"kadtracker_reachability{state=unknown}":                 0,
+		"kadtracker_dht_mode{mode=server}":                       0,
+		"kadtracker_dht_mode{mode=client}":                       1,
+		"kadtracker_public_addrs{}":                              0,
+		"kadtracker_port_mapping_enabled{}":                      1,
+		"kadtracker_port_mapping_gateway{}":                      1,
+		"kadtracker_port_mapping_addrs{}":                        0,
+		"kadtracker_rendezvous_state{state=off}":                 0,
+		"kadtracker_rendezvous_state{state=searching}":           1,
+		"kadtracker_rendezvous_dht_peers{}":                      4,
+		"kadtracker_rendezvous_rounds_total{}":                   2,
+		"kadtracker_rendezvous_peers_found_total{}":              3,
+		"kadtracker_rendezvous_peers_connected_total{}":          1,
+		"kadtracker_rendezvous_peers_dropped_total{}":            0,
+		"kadtracker_rendezvous_last_success_timestamp_seconds{}": float64(last.Unix()),
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+	body, _ := get(t, base+"/")
+	for _, s := range []string{`id="reachability-state">private<`, `id="network">lab<`, "others cannot dial this node",
+		`id="port-mapping">on, gateway found, nothing mapped<`, `id="rendezvous-state">searching<`, `id="rendezvous-peers">3 / 1<`,
+		"2026-12-01 10:00:00 UTC", `id="public-addrs"><span class="empty">none known`} {
+		if !strings.Contains(body, s) {
+			t.Errorf("status page lacks %q", s)
+		}
+	}
+
+	// Without a DHT node there is no reachability: no series, no section.
+	src.counts.Reachability = Reachability{}
+	for k := range scrape(t, base) {
+		if strings.HasPrefix(k, "kadtracker_reachability") || strings.HasPrefix(k, "kadtracker_rendezvous") || strings.HasPrefix(k, "kadtracker_port_mapping") {
+			t.Errorf("%s exported without a DHT node", k)
+		}
+	}
+	if body, _ := get(t, base+"/"); strings.Contains(body, `id="reachability"`) {
+		t.Error("reachability section without a DHT node")
+	}
+}

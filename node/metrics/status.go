@@ -63,6 +63,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float
 var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 	"ms":    ms,
 	"clock": func(t time.Time) string { return t.UTC().Format("15:04:05") },
+	"utc":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 }).Parse(`<!doctype html>
 <html lang="en">
 <head>
@@ -104,6 +105,23 @@ dt { color: #555; } dd { margin: 0; }
 <dt>Requests rate limited</dt><dd>{{.Limited}}</dd>
 </dl>
 {{with .Addrs}}<details><summary>Listen addresses</summary><ul>{{range .}}<li><code>{{.}}</code></li>{{end}}</ul></details>{{end}}
+
+{{with .Reachability}}{{if .State}}
+<h2>Reachability</h2>
+<dl id="reachability">
+{{with $.Network}}<dt>Network</dt><dd id="network">{{.}}</dd>{{end}}
+<dt>Reachability</dt><dd id="reachability-state">{{.State}}</dd>
+<dt>DHT mode</dt><dd>{{.DHTMode}}{{if eq .DHTMode "client"}} (lookups and announces work; others cannot dial this node){{end}}</dd>
+<dt>Public addresses</dt><dd id="public-addrs">{{range $.PublicAddrs}}<code>{{.}}</code><br>{{else}}<span class="empty">none known</span>{{end}}</dd>
+<dt>Port mapping</dt><dd id="port-mapping">{{if not .PortMapping.Enabled}}off{{else if not .PortMapping.Gateway}}on, no gateway found{{else if not .PortMapping.Mapped}}on, gateway found, nothing mapped{{else}}on, {{.PortMapping.Mapped}} mapped{{end}}</dd>
+{{with $.MappedAddrs}}<dt>Mapped addresses</dt><dd id="mapped-addrs">{{range .}}<code>{{.}}</code><br>{{end}}</dd>{{end}}
+<dt>Rendezvous</dt><dd id="rendezvous-state">{{.Rendezvous.State}}{{if .Rendezvous.Serving}}, serving{{end}}</dd>
+{{if ne .Rendezvous.State "off"}}<dt>Rendezvous DHT peers</dt><dd>{{.Rendezvous.DHTPeers}}</dd>
+<dt>Rendezvous rounds</dt><dd>{{.Rendezvous.Rounds}}</dd>
+<dt>Peers found / connected</dt><dd id="rendezvous-peers">{{.Rendezvous.Found}} / {{.Rendezvous.Connected}}</dd>
+<dt>Last success</dt><dd id="rendezvous-last">{{if .Rendezvous.LastSuccess.IsZero}}never{{else}}{{utc .Rendezvous.LastSuccess}}{{end}}</dd>{{end}}
+</dl>
+{{end}}{{end}}
 
 <h2>Recent lookups</h2>
 {{if .Recent}}
