@@ -130,7 +130,7 @@ func TestContainerImage(t *testing.T) {
 		// Loopback and free ports only; never the public bootstrap list.
 		"-e", "KADTRACKER_LISTEN=/ip4/127.0.0.1/tcp/0",
 		"-e", "KADTRACKER_TRACKER_HTTP=127.0.0.1:0", "-e", "KADTRACKER_TRACKER_UDP=127.0.0.1:0",
-		"-e", "KADTRACKER_NO_PUBLIC_NETWORK=1")
+		"-e", "KADTRACKER_NO_PUBLIC_NETWORK=1", "-e", "KADTRACKER_RENDEZVOUS=false", "-e", "KADTRACKER_NAT_PORTMAP=false")
 
 	sock := filepath.Join(data, socketName)
 	var st localapi.Status
@@ -192,7 +192,8 @@ func TestContainerNetwork(t *testing.T) {
 	names := make([]string, 3)
 	for i := range names {
 		names[i] = network + "-" + strconv.Itoa(i+1)
-		startContainer(t, ctx, names[i], tag, append([]string{"--network", network, "-e", "KADTRACKER_NO_PUBLIC_NETWORK=1"}, env...)...)
+		startContainer(t, ctx, names[i], tag, append([]string{"--network", network, "-e", "KADTRACKER_NO_PUBLIC_NETWORK=1",
+			"-e", "KADTRACKER_RENDEZVOUS=false", "-e", "KADTRACKER_NAT_PORTMAP=false"}, env...)...)
 	}
 	for _, name := range names {
 		deadline := time.Now().Add(daemonStartTimeout)
