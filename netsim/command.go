@@ -33,6 +33,9 @@ type Command struct {
 	Out         string // the results' directory
 	Concurrency int
 	MaxConns    int
+	// FullLookup runs the full lookup (node.Config.FullLookup) instead of
+	// the early answer, for comparison.
+	FullLookup bool
 	// MaxNodes is the largest network of the n experiment: it tries 100,
 	// 200, 400, ... up to it.
 	MaxNodes int
@@ -108,6 +111,7 @@ func RunCommand(ctx context.Context, c Command) (*Results, error) {
 	cfg.Seed = c.Seed
 	cfg.MaxConns = c.MaxConns
 	cfg.Node.Replication = m
+	cfg.Node.FullLookup = c.FullLookup
 	NoRepublish(&cfg)
 	cfg.Progress = c.progress("joining")
 	w := DefaultUniform()

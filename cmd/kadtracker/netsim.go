@@ -30,7 +30,7 @@ var netsimFlags = map[string][]string{
 	"nodes": {"run", "experiment", "process"}, "latency": {"run", "experiment"}, "bandwidth": {"run"},
 	"replication": {"run", "experiment", "process"}, "rp": {"run", "experiment"}, "lookups": {"run", "experiment", "process"},
 	"keys": {"run", "process"}, "epochs": {"run", "experiment"}, "seed": {"run", "experiment", "process"}, "out": {"run", "experiment", "process"},
-	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"}, "replot": {"experiment"},
+	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"}, "full-lookup": {"run"}, "replot": {"experiment"},
 	"binary": {"process"}, "netns": {"process"}, "duration": {"process"}, "ttf": {"process"}, "ttr": {"process"},
 	"republish": {"process"}, "record-ttl": {"process"},
 }
@@ -57,6 +57,7 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 	fs.StringVar(&c.Out, "out", c.Out, "`DIR` for results.json and the experiments' CSV, JSON and PNG files")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "announces or lookups in flight at once")
 	fs.IntVar(&c.MaxConns, "max-conns", 0, "trim each node's connections to `C` between phases (routing-table peers kept first), 0 to keep all: saves memory in large networks")
+	fs.BoolVar(&c.FullLookup, "full-lookup", false, "wait for the whole DHT walk before asking the storing nodes (the lookup before the early answer), for comparison")
 	fs.IntVar(&c.MaxNodes, "max-nodes", c.MaxNodes, "the largest `N` the n experiment tries (100, 200, 400, ... up to it)")
 	fs.BoolVar(&c.Replot, "replot", false, "draw an experiment's plots again from the JSON in --out, without running it")
 	fs.StringVar(&c.Binary, "binary", "", "the kadtracker `PATH` to start daemons from")
@@ -158,8 +159,10 @@ func (n *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "N=%d m=%d rp=%.2f: %d of %d lookups found the record (%.3f, 95%% %.3f..%.3f); R_DHT %.3f (k=%.2f hops), replica bound %.3f\n",
 			res.Nodes, res.Replication, res.Rp, res.Successes, res.Lookups, res.SuccessRate, res.SuccessCI95[0], res.SuccessCI95[1],
 			res.ModelSuccess, res.HopsMean, res.ReplicaBound)
-		fmt.Fprintf(stdout, "latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; RPC round trip %.2f ms: p50 %.1f round trips\n",
-			res.LatencyMS.P50, res.LatencyMS.P95, res.LatencyMS.P99, res.RPCRTTMS, res.LatencyRTT.P50)
+		fmt.Fprintf(stdout, "latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; RPC round trip %.2f ms: p50 %.1f, p95 %.1f, p99 %.1f round trips\n",
+			res.LatencyMS.P50, res.LatencyMS.P95, res.LatencyMS.P99, res.RPCRTTMS, res.LatencyRTT.P50, res.LatencyRTT.P95, res.LatencyRTT.P99)
+		fmt.Fprintf(stdout, "announce p50 %.1f ms, p90 %.1f ms: p50 %.1f, p90 %.1f round trips\n",
+			res.AnnounceMS.P50, res.AnnounceMS.P90, res.AnnounceRTT.P50, res.AnnounceRTT.P90)
 		fmt.Fprintf(stdout, "built in %.0fs; %.2f MB per node (Go heap and stacks), RSS %.0f MB (peak %.0f MB)\n",
 			res.BuildSeconds, float64(res.Memory.PerNode)/(1<<20), float64(res.Memory.RSS)/(1<<20), float64(res.Memory.PeakRSS)/(1<<20))
 		fmt.Fprintf(stdout, "wrote %s/results.json and %s/lookups.csv\n", c.Out, c.Out)
