@@ -230,6 +230,9 @@ func (w *earlyWalk) agreed(top []*walkPeer) ([]answer, bool) {
 	if len(answers) < w.q {
 		return nil, false
 	}
+	if w.n.policy.earlyAnyAnswer {
+		return answers, true
+	}
 	// Agreement is on the announcer's newest record (sequence number and
 	// withdrawal), not on envelopes: each storing node holds its own seal.
 	type version struct {

@@ -106,6 +106,7 @@ type lookupPolicy struct {
 	acceptUnsigned bool // serve version 1 records at the address the storing node reports
 	skipTombstones bool // drop tombstones before comparing sequence numbers
 	anyBridge      bool // serve a bridged endpoint one bridge names
+	earlyAnyAnswer bool // answer early from the first q answers, agreeing or not
 }
 
 // answer is one storing node's GET answer.
