@@ -550,6 +550,30 @@ func (h *simHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID)
 	return h.Host.NewStream(ctx, p, pids...)
 }
 
+// Network is the host's network with the same dial hook: a node that opens
+// streams on the network directly (the record protocol does, to skip
+// identify) links and dials as through the host.
+func (h *simHost) Network() network.Network { return simNetwork{h.Host.Network(), h} }
+
+type simNetwork struct {
+	network.Network
+	h *simHost
+}
+
+func (n simNetwork) NewStream(ctx context.Context, p peer.ID) (network.Stream, error) {
+	if err := n.h.nw.prepareDial(n.h.idx, p); err != nil {
+		return nil, err
+	}
+	return n.Network.NewStream(ctx, p)
+}
+
+func (n simNetwork) DialPeer(ctx context.Context, p peer.ID) (network.Conn, error) {
+	if err := n.h.nw.prepareDial(n.h.idx, p); err != nil {
+		return nil, err
+	}
+	return n.Network.DialPeer(ctx, p)
+}
+
 // placeholderHost stands in for the host in Config.Validate.
 type placeholderHost struct{ host.Host }
 

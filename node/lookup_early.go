@@ -33,11 +33,13 @@ import (
 //     lookup_optim.go, with m for the bucket size: a node nearer than the
 //     90th percentile of the m-th closest node's distance). Without an
 //     estimate, once one of them has answered the walk.
-//   - answers once the m closest heard of are confirmed and agree: a
-//     majority of them (q = m/2+1) answered the walk, so their own closest
-//     nodes were heard of, and q of them answered the GET with the same
-//     records: every record in their answers was returned by at least q of
-//     them, byte for byte.
+//   - answers once q = m/2+1 of the m closest heard of answered the GET
+//     and agree: every record in their answers was returned by at least q
+//     of them (the same announcer, sequence number and withdrawal). With a
+//     size estimate those q are all near enough to be among the m closest
+//     with high probability (the test above); without one, the lookup also
+//     waits until the earlyConfirm closest answered the walk (kad-dht's own
+//     test that a walk is done), so their neighbours were heard of.
 //
 // The vouching rules (vouch.go) then merge those answers as they would the
 // full lookup's. The trade: an early answer rests on q storing nodes that
@@ -216,9 +218,11 @@ func (w *earlyWalk) toAsk(top []*walkPeer) []*walkPeer {
 // is in q of them. This node's own store, when among top, counts like any
 // other storing node.
 func (w *earlyWalk) agreed(top []*walkPeer) ([]answer, bool) {
-	for _, wp := range top[:min(earlyConfirm, len(top))] {
-		if !wp.queried {
-			return nil, false
+	if math.IsInf(w.threshold, 1) {
+		for _, wp := range top[:min(earlyConfirm, len(top))] {
+			if !wp.queried {
+				return nil, false
+			}
 		}
 	}
 	var answers []answer
