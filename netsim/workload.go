@@ -198,6 +198,10 @@ type Results struct {
 	Seed           uint64  `json:"seed"`
 	Latency        string  `json:"latency"`
 	ScheduleSHA256 string  `json:"schedule_sha256"`
+	// Lookup is "early" (the default) or "full" (node.Config.FullLookup);
+	// HandshakeRTTs the round trips a new connection paid.
+	Lookup        string `json:"lookup"`
+	HandshakeRTTs int    `json:"handshake_rtts"`
 
 	Successes   int        `json:"successes"`
 	SuccessRate float64    `json:"success_rate"`
@@ -296,7 +300,10 @@ func (w Uniform) Run(ctx context.Context, nw *Network, seed uint64) (*Results, e
 	res := &Results{
 		Nodes: nw.Size(), Replication: m, Rp: w.Rp, Lookups: w.Lookups, Keys: w.Keys,
 		Epochs: w.Epochs, Seed: seed, Latency: nw.cfg.Latency.String(), ScheduleSHA256: s.Hash(),
-		Schedule: s,
+		Schedule: s, Lookup: "early", HandshakeRTTs: nw.cfg.HandshakeRTTs,
+	}
+	if nw.cfg.Node.FullLookup {
+		res.Lookup = "full"
 	}
 	defer nw.SetDown(nil)
 	republishes := nw.republishes()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,8 +19,9 @@ import (
 // netsimCmd is `kadtracker netsim run|experiment NAME|process`, whose
 // engines are netsim.RunCommand, ExperimentCommand and ProcessCommand.
 type netsimCmd struct {
-	sub  string // run, experiment or process
-	name string // the experiment
+	sub  string   // run, experiment, process or plot-rtt
+	name string   // the experiment
+	dirs []string // plot-rtt's run directories
 
 	c                    netsim.Command
 	latency, replication string // parsed into c when run
@@ -29,7 +31,7 @@ type netsimCmd struct {
 var netsimFlags = map[string][]string{
 	"nodes": {"run", "experiment", "process"}, "latency": {"run", "experiment"}, "bandwidth": {"run"},
 	"replication": {"run", "experiment", "process"}, "rp": {"run", "experiment"}, "lookups": {"run", "experiment", "process"},
-	"keys": {"run", "process"}, "epochs": {"run", "experiment"}, "seed": {"run", "experiment", "process"}, "out": {"run", "experiment", "process"},
+	"keys": {"run", "process"}, "epochs": {"run", "experiment"}, "seed": {"run", "experiment", "process"}, "out": {"run", "experiment", "process", "plot-rtt"},
 	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"}, "full-lookup": {"run"}, "handshake-rtts": {"run"}, "replot": {"experiment"},
 	"binary": {"process"}, "netns": {"process"}, "duration": {"process"}, "ttf": {"process"}, "ttr": {"process"},
 	"republish": {"process"}, "record-ttl": {"process"},
@@ -80,6 +82,11 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 			if err := wantArgs(pos[1:]); err != nil {
 				return nil, err
 			}
+		case "plot-rtt":
+			if len(pos) < 2 {
+				return nil, errors.New("plot-rtt needs the directories of netsim runs")
+			}
+			n.dirs = pos[1:]
 		case "experiment":
 			if len(pos) != 2 {
 				return nil, fmt.Errorf("experiment needs one NAME: %s", experimentNames())
@@ -89,7 +96,7 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 				return nil, fmt.Errorf("unknown experiment %q: want %s", n.name, experimentNames())
 			}
 		default:
-			return nil, fmt.Errorf("unknown netsim command %q: want run, experiment NAME or process", n.sub)
+			return nil, fmt.Errorf("unknown netsim command %q: want run, experiment NAME, process or plot-rtt", n.sub)
 		}
 		var wrong []string
 		fs.Visit(func(f *flag.Flag) {
@@ -151,6 +158,16 @@ func (n *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 	switch n.sub {
 	case "experiment":
 		return netsim.ExperimentCommand(ctx, c, n.name)
+	case "plot-rtt":
+		path := filepath.Join(c.Out, "rtt_n.png")
+		if err := os.MkdirAll(c.Out, 0o755); err != nil {
+			return err
+		}
+		if err := netsim.PlotRunsRTT(path, n.dirs); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s\n", path)
+		return nil
 	case "run":
 		res, err := netsim.RunCommand(ctx, c)
 		if err != nil {
