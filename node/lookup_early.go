@@ -35,7 +35,10 @@ import (
 //     estimate, once one of them has answered the walk.
 //   - answers once q = m/2+1 of the m closest heard of answered the GET
 //     and agree: every record in their answers was returned by at least q
-//     of them (the same announcer, sequence number and withdrawal). With a
+//     of them (the same announcer, sequence number and withdrawal), and
+//     they returned at least one record (an empty answer waits for the
+//     walk: the holders may be down and the nodes asked not hold the
+//     key). With a
 //     size estimate those q are all near enough to be among the m closest
 //     with high probability (the test above); without one, the lookup also
 //     waits until the earlyConfirm closest answered the walk (kad-dht's own
@@ -258,6 +261,12 @@ func (w *earlyWalk) agreed(top []*walkPeer) ([]answer, bool) {
 				count[v]++
 			}
 		}
+	}
+	if len(count) == 0 {
+		// Nothing to agree on: a new swarm, or storing nodes that lost their
+		// records or never got them (the holders may be down): the walk
+		// may yet find nodes that hold some.
+		return nil, false
 	}
 	for _, c := range count {
 		if c < w.q {
