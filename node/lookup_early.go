@@ -28,11 +28,14 @@ import (
 // own neighbourhood. So lookupEarly watches the walk and, while it runs:
 //
 //   - asks the m closest nodes heard of so far with GET, as soon as they are
-//     close enough to be among the m closest of a network of the estimated
-//     size (kad-dht's netsize estimate; the test of its optimistic provide,
-//     lookup_optim.go, with m for the bucket size: a node nearer than the
-//     90th percentile of the m-th closest node's distance). Without an
-//     estimate, once one of them has answered the walk.
+//     close enough that they may be among the m closest of a network of the
+//     estimated size (kad-dht's netsize estimate, as its optimistic provide,
+//     lookup_optim.go, uses it, with m for the bucket size; but where
+//     optimistic provide stores only on nodes nearer than the 10th
+//     percentile of the k-th closest node's distance, the lookup asks every
+//     node nearer than the 90th: a GET too many costs little, one too few a
+//     round trip). Without an estimate (kad-dht's, or failing that one from
+//     the routing table), once one of them has answered the walk.
 //   - answers once q = m/2+1 of the m closest heard of answered the GET
 //     and agree: every record in their answers was returned by at least q
 //     of them (the same announcer, sequence number and withdrawal), and
@@ -53,7 +56,7 @@ import (
 // full lookup does: a hostile node can cost time, not vouching.
 const (
 	// earlyCertainty: a node is asked early when it is nearer the key than
-	// the m-th closest node is with this probability.
+	// the m-th closest node is with probability 1-earlyCertainty or more.
 	earlyCertainty = 0.9
 	// earlyBudget caps the GETs of one lookup, in units of m.
 	earlyBudget = 3
