@@ -36,9 +36,10 @@ import (
 //     node nearer than the 90th: a GET too many costs little, one too few a
 //     round trip). Without an estimate (kad-dht's, or failing that one from
 //     the routing table), once one of them has answered the walk.
-//   - answers once q = m/2+1 of the m closest heard of answered the GET
-//     and agree: every record in their answers was returned by at least q
-//     of them (the same announcer, sequence number and withdrawal), and
+//   - answers once q = m/2+1 of the m closest heard of answered the GET,
+//     every one of those m that was asked has answered, and they agree:
+//     no announcer has two versions (sequence number, withdrawal) among
+//     the answers, every record was returned by at least q of them, and
 //     they returned at least one record (an empty answer waits for the
 //     walk: the holders may be down and the nodes asked not hold the
 //     key). With a
@@ -233,6 +234,11 @@ func (w *earlyWalk) agreed(top []*walkPeer) ([]answer, bool) {
 	}
 	var answers []answer
 	for _, wp := range top {
+		if wp.asked && wp.ans == nil && !w.n.policy.earlyAnyAnswer {
+			// Asked at about the same time as the others: its answer may
+			// hold a newer record or a tombstone the others lack.
+			return nil, false
+		}
 		if wp.ans != nil && wp.ans.err == nil {
 			answers = append(answers, *wp.ans)
 		}
@@ -251,6 +257,7 @@ func (w *earlyWalk) agreed(top []*walkPeer) ([]answer, bool) {
 		withdrawn bool
 	}
 	count := make(map[version]int)
+	newest := make(map[peer.ID]version)
 	for _, a := range answers {
 		seen := make(map[version]bool, len(a.entries))
 		for _, e := range a.entries {
@@ -259,6 +266,12 @@ func (w *earlyWalk) agreed(top []*walkPeer) ([]answer, bool) {
 				continue
 			}
 			v := version{rec.Announcer, rec.Seq, rec.Withdrawn}
+			if n, ok := newest[rec.Announcer]; ok && n != v {
+				// Two versions of one announcer: the merge must pick the
+				// newest from every answer, which only the walk's end gives.
+				return nil, false
+			}
+			newest[rec.Announcer] = v
 			if !seen[v] {
 				seen[v] = true
 				count[v]++
