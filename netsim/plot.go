@@ -286,7 +286,7 @@ func PlotRunsRTT(path string, dirs []string) error {
 		xs := pick(c.xs)
 		ch.series = append(ch.series,
 			series{name: name + ", p50", xs: xs, ys: pick(c.p50), points: true, color: i + 1},
-			series{name: name + ", p99", xs: xs, ys: pick(c.p99), points: true, dashes: true, color: i + 1})
+			series{name: name + ", p99 (dashed)", xs: xs, ys: pick(c.p99), dashes: true, color: i + 1})
 	}
 	return ch.save(path)
 }
