@@ -257,7 +257,7 @@ func (w *earlyWalk) agreed(top []*walkPeer) ([]answer, bool) {
 		withdrawn bool
 	}
 	count := make(map[version]int)
-	newest := make(map[peer.ID]version)
+	first := make(map[peer.ID]version) // the version first seen of each announcer
 	for _, a := range answers {
 		seen := make(map[version]bool, len(a.entries))
 		for _, e := range a.entries {
@@ -266,12 +266,12 @@ func (w *earlyWalk) agreed(top []*walkPeer) ([]answer, bool) {
 				continue
 			}
 			v := version{rec.Announcer, rec.Seq, rec.Withdrawn}
-			if n, ok := newest[rec.Announcer]; ok && n != v {
+			if f, ok := first[rec.Announcer]; ok && f != v {
 				// Two versions of one announcer: the merge must pick the
 				// newest from every answer, which only the walk's end gives.
 				return nil, false
 			}
-			newest[rec.Announcer] = v
+			first[rec.Announcer] = v
 			if !seen[v] {
 				seen[v] = true
 				count[v]++
@@ -404,7 +404,7 @@ func (n *Node) lookupEarly(ctx context.Context, key records.Key, want int, start
 				top := w.closest()
 				var state []string
 				for _, wp := range top {
-					state = append(state, fmt.Sprintf("%.4f q=%v a=%v ans=%v", wp.dist*float64(len(w.peers)), wp.queried, wp.asked, wp.ans != nil))
+					state = append(state, fmt.Sprintf("d=%.4g queried=%v asked=%v answered=%v", wp.dist, wp.queried, wp.asked, wp.ans != nil))
 				}
 				n.log.Debug("early answer missed", "key", key, "threshold", w.threshold, "heard", len(w.peers), "top", state)
 			}
