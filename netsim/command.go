@@ -33,6 +33,11 @@ type Command struct {
 	Out         string // the results' directory
 	Concurrency int
 	MaxConns    int
+	// FullLookup runs the full lookup (node.Config.FullLookup) instead of
+	// the early answer, for comparison.
+	FullLookup bool
+	// HandshakeRTTs: round trips a new connection pays (Config.HandshakeRTTs).
+	HandshakeRTTs int
 	// MaxNodes is the largest network of the n experiment: it tries 100,
 	// 200, 400, ... up to it.
 	MaxNodes int
@@ -109,6 +114,8 @@ func RunCommand(ctx context.Context, c Command) (*Results, error) {
 	cfg.Seed = c.Seed
 	cfg.MaxConns = c.MaxConns
 	cfg.Node.Replication = m
+	cfg.Node.FullLookup = c.FullLookup
+	cfg.HandshakeRTTs = c.HandshakeRTTs
 	NoRepublish(&cfg)
 	cfg.Progress = c.progress("joining")
 	w := DefaultUniform()

@@ -675,7 +675,7 @@ func WriteResults(dir string, res *Results) error {
 	if err := writeJSON(filepath.Join(dir, "results.json"), res); err != nil {
 		return err
 	}
-	rows := [][]string{{"epoch", "from", "key", "found", "peers", "live_holders", "hops", "queried", "asked", "answered", "duration_ms", "error"}}
+	rows := [][]string{{"epoch", "from", "key", "found", "peers", "live_holders", "hops", "queried", "asked", "answered", "duration_ms", "error", "early"}}
 	for _, o := range res.Outcomes {
 		errText := ""
 		if o.Err != nil {
@@ -685,6 +685,7 @@ func WriteResults(dir string, res *Results) error {
 			strconv.Itoa(o.Epoch), strconv.Itoa(o.From), res.Schedule.Keys[o.Key].Hex(), strconv.FormatBool(o.Found),
 			strconv.Itoa(o.Peers), strconv.Itoa(o.LiveHolders), strconv.Itoa(o.Stats.Hops), strconv.Itoa(o.Stats.Queried),
 			strconv.Itoa(o.Stats.Asked), strconv.Itoa(o.Stats.Answered), strconv.FormatFloat(ms(o.Stats.Duration), 'f', 3, 64), errText,
+			strconv.FormatBool(o.Stats.Early),
 		})
 	}
 	return writeCSV(filepath.Join(dir, "lookups.csv"), rows)

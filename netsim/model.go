@@ -59,6 +59,7 @@ func Wilson(successes, n int, z float64) (lo, hi float64) {
 // Percentiles summarise a sample.
 type Percentiles struct {
 	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
 	P95  float64 `json:"p95"`
 	P99  float64 `json:"p99"`
 	Mean float64 `json:"mean"`
@@ -80,7 +81,7 @@ func percentiles(xs []float64) Percentiles {
 	for _, x := range s {
 		sum += x
 	}
-	return Percentiles{P50: rank(0.50), P95: rank(0.95), P99: rank(0.99), Mean: sum / float64(len(s)), Max: s[len(s)-1]}
+	return Percentiles{P50: rank(0.50), P90: rank(0.90), P95: rank(0.95), P99: rank(0.99), Mean: sum / float64(len(s)), Max: s[len(s)-1]}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -90,5 +91,5 @@ func (p Percentiles) scale(d float64) Percentiles {
 	if d <= 0 {
 		return Percentiles{}
 	}
-	return Percentiles{P50: p.P50 / d, P95: p.P95 / d, P99: p.P99 / d, Mean: p.Mean / d, Max: p.Max / d}
+	return Percentiles{P50: p.P50 / d, P90: p.P90 / d, P95: p.P95 / d, P99: p.P99 / d, Mean: p.Mean / d, Max: p.Max / d}
 }

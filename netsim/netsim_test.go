@@ -84,16 +84,23 @@ func testNoFailures(t *testing.T, nw *Network, latency time.Duration) {
 	if res.HolderAliveRate != 1 || res.ModelSuccess != 1 || res.ReplicaBound != 1 {
 		t.Fatalf("holders alive %v, model %v, bound %v: want 1", res.HolderAliveRate, res.ModelSuccess, res.ReplicaBound)
 	}
-	if res.HopsMean < 1 || len(res.HopHistogram) < 2 || res.HopHistogram[0] != 0 {
-		t.Fatalf("hops mean %.2f, histogram %v: every walk takes at least one hop", res.HopsMean, res.HopHistogram)
+	// Every walk that ends takes at least one hop; an early answer may come
+	// from routing-table nodes before the walk's first answer (0 hops).
+	for _, o := range res.Outcomes {
+		if o.Stats.Hops == 0 && !o.Stats.Early {
+			t.Fatalf("lookup %+v: stats %+v: a walk that ended took no hop", o.LookupOp, o.Stats)
+		}
+	}
+	if res.HopsMean < 0.5 || len(res.HopHistogram) < 2 {
+		t.Fatalf("hops mean %.2f, histogram %v: walks take a hop", res.HopsMean, res.HopHistogram)
 	}
 	// One round trip is two link latencies, and a little scheduling.
 	rtt := 2 * ms(latency)
 	if res.RPCRTTMS < rtt || res.RPCRTTMS > rtt+50 {
 		t.Fatalf("RPC round trip %.2f ms on %v links, want about %.0f ms", res.RPCRTTMS, latency, rtt)
 	}
-	// A lookup is a walk plus a GET: at least two round trips.
-	if res.LatencyRTT.P50 < 2 || res.LatencyMS.P50 > res.LatencyMS.P95 || res.LatencyMS.P95 > res.LatencyMS.P99 {
+	// A lookup is at least a GET: one round trip.
+	if res.LatencyRTT.P50 < 1 || res.LatencyMS.P50 > res.LatencyMS.P95 || res.LatencyMS.P95 > res.LatencyMS.P99 {
 		t.Fatalf("latency %+v ms, %+v RTT", res.LatencyMS, res.LatencyRTT)
 	}
 }

@@ -57,6 +57,12 @@ type Config struct {
 	// applies Latency only once the network is built: much faster for large
 	// networks, and the routing tables come out the same.
 	BuildWithoutLatency bool
+	// HandshakeRTTs is how many round trips of the link a new connection
+	// waits before it opens, once the build is done: mocknet connections
+	// open at once, real ones pay a handshake (QUIC 1, TCP with Noise 2 to
+	// 3). identify's round trip, which host.NewStream waits for on a new
+	// connection, mocknet already pays. 0: none.
+	HandshakeRTTs int
 	// MaxConns, when positive, is how many connections TrimConns leaves each
 	// node (routing-table peers first). New trims as it builds.
 	MaxConns int
@@ -104,7 +110,7 @@ func (c Config) Validate() error {
 	if c.BootstrapPeers < 1 {
 		errs = append(errs, errors.New("netsim: each node needs at least one bootstrap peer"))
 	}
-	if c.RefreshRounds < 0 || c.Parallel < 1 || c.MaxConns < 0 {
+	if c.RefreshRounds < 0 || c.Parallel < 1 || c.MaxConns < 0 || c.HandshakeRTTs < 0 {
 		errs = append(errs, errors.New("netsim: refresh rounds, parallelism or connections out of range"))
 	}
 	nc := c.Node
@@ -538,17 +544,62 @@ type simHost struct {
 }
 
 func (h *simHost) Connect(ctx context.Context, pi peer.AddrInfo) error {
-	if err := h.nw.prepareDial(h.idx, pi.ID); err != nil {
+	if err := h.dial(ctx, pi.ID); err != nil {
 		return err
 	}
 	return h.Host.Connect(ctx, pi)
 }
 
 func (h *simHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error) {
-	if err := h.nw.prepareDial(h.idx, p); err != nil {
+	if err := h.dial(ctx, p); err != nil {
 		return nil, err
 	}
 	return h.Host.NewStream(ctx, p, pids...)
+}
+
+// dial prepares a dial to p and, when it will open a new connection, waits
+// for the handshake's round trips (Config.HandshakeRTTs).
+func (h *simHost) dial(ctx context.Context, p peer.ID) error {
+	if err := h.nw.prepareDial(h.idx, p); err != nil {
+		return err
+	}
+	k := h.nw.cfg.HandshakeRTTs
+	if k == 0 || !h.nw.latencyOn.Load() || h.Host.Network().Connectedness(p) == network.Connected {
+		return nil
+	}
+	j := h.nw.index[p]
+	t := time.NewTimer(time.Duration(2*k) * h.nw.cfg.Latency.Link(h.nw.cfg.Seed, min(h.idx, j), max(h.idx, j)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Network is the host's network with the same dial hook: a node that opens
+// streams on the network directly (the record protocol does, to skip
+// identify) links and dials as through the host.
+func (h *simHost) Network() network.Network { return simNetwork{h.Host.Network(), h} }
+
+type simNetwork struct {
+	network.Network
+	h *simHost
+}
+
+func (n simNetwork) NewStream(ctx context.Context, p peer.ID) (network.Stream, error) {
+	if err := n.h.dial(ctx, p); err != nil {
+		return nil, err
+	}
+	return n.Network.NewStream(ctx, p)
+}
+
+func (n simNetwork) DialPeer(ctx context.Context, p peer.ID) (network.Conn, error) {
+	if err := n.h.dial(ctx, p); err != nil {
+		return nil, err
+	}
+	return n.Network.DialPeer(ctx, p)
 }
 
 // placeholderHost stands in for the host in Config.Validate.

@@ -1,9 +1,14 @@
 package netsim
 
 import (
+	"cmp"
+	"encoding/json"
 	"fmt"
 	"image/color"
 	"math"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 
 	"gonum.org/v1/plot"
@@ -217,4 +222,71 @@ func saveBars(path, title, xlabel, ylabel string, categories []string, groups []
 		return fmt.Errorf("netsim: plot %s: %w", path, err)
 	}
 	return nil
+}
+
+// PlotRunsRTT reads the results.json of `netsim run` directories and plots
+// lookup latency in RPC round trips (p50 and p99) against N, one pair of
+// curves per lookup kind and handshake cost, to path.
+func PlotRunsRTT(path string, dirs []string) error {
+	type curve struct {
+		xs, p50, p99 []float64
+	}
+	curves := make(map[string]*curve)
+	var names []string
+	var ticks []float64
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "results.json"))
+		if err != nil {
+			return err
+		}
+		var r Results
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("netsim: %s: %w", d, err)
+		}
+		name := r.Lookup + " lookup"
+		if r.Lookup == "" {
+			name = "full lookup"
+		}
+		if r.HandshakeRTTs > 0 {
+			name += fmt.Sprintf(", %d-RTT handshakes", r.HandshakeRTTs)
+		}
+		c := curves[name]
+		if c == nil {
+			c = &curve{}
+			curves[name] = c
+			names = append(names, name)
+		}
+		c.xs = append(c.xs, float64(r.Nodes))
+		c.p50 = append(c.p50, r.LatencyRTT.P50)
+		c.p99 = append(c.p99, r.LatencyRTT.P99)
+		if !slices.Contains(ticks, float64(r.Nodes)) {
+			ticks = append(ticks, float64(r.Nodes))
+		}
+	}
+	slices.Sort(names)
+	slices.Sort(ticks)
+	ch := chart{
+		title:  "Lookup latency in RPC round trips against network size (netsim run, 10 ms links)",
+		xlabel: "N, nodes (log scale)", ylabel: "lookup latency / RPC round trip", logX: true, legendTop: true, legendLeft: true, xTicks: ticks,
+	}
+	for i, name := range names {
+		c := curves[name]
+		order := make([]int, len(c.xs))
+		for j := range order {
+			order[j] = j
+		}
+		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(c.xs[a], c.xs[b]) })
+		pick := func(v []float64) []float64 {
+			out := make([]float64, len(order))
+			for j, k := range order {
+				out[j] = v[k]
+			}
+			return out
+		}
+		xs := pick(c.xs)
+		ch.series = append(ch.series,
+			series{name: name + ", p50", xs: xs, ys: pick(c.p50), points: true, color: i + 1},
+			series{name: name + ", p99 (dashed)", xs: xs, ys: pick(c.p99), dashes: true, color: i + 1})
+	}
+	return ch.save(path)
 }

@@ -198,6 +198,10 @@ type Results struct {
 	Seed           uint64  `json:"seed"`
 	Latency        string  `json:"latency"`
 	ScheduleSHA256 string  `json:"schedule_sha256"`
+	// Lookup is "early" (the default) or "full" (node.Config.FullLookup);
+	// HandshakeRTTs the round trips a new connection paid.
+	Lookup        string `json:"lookup"`
+	HandshakeRTTs int    `json:"handshake_rtts"`
 
 	Successes   int        `json:"successes"`
 	SuccessRate float64    `json:"success_rate"`
@@ -228,6 +232,10 @@ type Results struct {
 	RPCRTTMS  float64     `json:"rpc_rtt_ms"`
 	// LatencyRTT is lookup latency in RPC round trips.
 	LatencyRTT Percentiles `json:"latency_rtt"`
+	// AnnounceMS and AnnounceRTT are the announces' latency (walk and
+	// PUTs), in milliseconds and in RPC round trips.
+	AnnounceMS  Percentiles `json:"announce_ms"`
+	AnnounceRTT Percentiles `json:"announce_rtt"`
 
 	Memory *Memory `json:"memory,omitempty"`
 	// BuildSeconds is how long the network took to build (RunNetwork);
@@ -292,7 +300,10 @@ func (w Uniform) Run(ctx context.Context, nw *Network, seed uint64) (*Results, e
 	res := &Results{
 		Nodes: nw.Size(), Replication: m, Rp: w.Rp, Lookups: w.Lookups, Keys: w.Keys,
 		Epochs: w.Epochs, Seed: seed, Latency: nw.cfg.Latency.String(), ScheduleSHA256: s.Hash(),
-		Schedule: s,
+		Schedule: s, Lookup: "early", HandshakeRTTs: nw.cfg.HandshakeRTTs,
+	}
+	if nw.cfg.Node.FullLookup {
+		res.Lookup = "full"
 	}
 	defer nw.SetDown(nil)
 	republishes := nw.republishes()
@@ -300,20 +311,26 @@ func (w Uniform) Run(ctx context.Context, nw *Network, seed uint64) (*Results, e
 	// Announce every key with every node up.
 	storedOn := make([]int, len(s.Keys))
 	announceErrs := make([]error, len(s.Keys))
+	announceMS := make([]float64, len(s.Keys))
 	forEach(ctx, len(s.Keys), w.Concurrency, func(k int) {
+		t0 := time.Now()
 		r, err := nw.Node(s.Announcers[k]).Announce(ctx, s.Keys[k], 6881, true)
-		storedOn[k], announceErrs[k] = r.StoredOn, err
+		storedOn[k], announceErrs[k], announceMS[k] = r.StoredOn, err, ms(time.Since(t0))
 	})
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	stored := 0
+	var announced []float64
 	for k := range s.Keys {
 		stored += storedOn[k]
 		if announceErrs[k] != nil {
 			res.AnnounceErrors++
+		} else {
+			announced = append(announced, announceMS[k])
 		}
 	}
+	res.AnnounceMS = percentiles(announced)
 	res.StoredOnMean = float64(stored) / float64(len(s.Keys))
 	holders, err := nw.holders(ctx, s)
 	if err != nil {
@@ -331,6 +348,7 @@ func (w Uniform) Run(ctx context.Context, nw *Network, seed uint64) (*Results, e
 		}
 	}
 	res.RPCRTTMS = percentiles(rtts).P50
+	res.AnnounceRTT = res.AnnounceMS.scale(res.RPCRTTMS)
 
 	res.Outcomes = make([]Outcome, len(s.Lookups))
 	done, downs := 0, 0

@@ -38,6 +38,8 @@ type LookupStats struct {
 	Asked    int           // storing nodes asked with GET
 	Answered int           // storing nodes that answered
 	Duration time.Duration // whole lookup, walk and GETs
+	// Early: the lookup answered before the walk ended (lookup_early.go).
+	Early bool
 
 	// Unvouched counts records only one storing node returned (served, if
 	// at all, in the minority share, ranked last); Unsigned, records of

@@ -27,6 +27,9 @@ func (n *Node) Lookup(ctx context.Context, key records.Key, want int) (LookupRes
 	n.stats.lookups.Add(1)
 	start := time.Now()
 	want = max(0, min(want, MaxWant))
+	if !n.cfg.FullLookup {
+		return n.lookupEarly(ctx, key, want, start)
+	}
 	candidates, walk, err := n.closest(ctx, key)
 	if err != nil {
 		return LookupResult{}, err

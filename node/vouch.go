@@ -107,6 +107,7 @@ type lookupPolicy struct {
 	acceptUnsigned bool // serve version 1 records at the address the storing node reports
 	skipTombstones bool // drop tombstones before comparing sequence numbers
 	anyBridge      bool // serve a bridged endpoint one bridge names
+	earlyAnyAnswer bool // answer early from the first q answers, agreeing or not
 }
 
 // answer is one storing node's GET answer.
@@ -133,12 +134,50 @@ type vouched struct {
 	trusted bool
 }
 
+// envelopes verifies each envelope once, for all who read it: the early
+// lookup as answers arrive, then merge.
+type envelopes struct {
+	opened map[string]records.Record
+	bad    map[string]bool
+}
+
+func newEnvelopes() *envelopes {
+	return &envelopes{opened: make(map[string]records.Record), bad: make(map[string]bool)}
+}
+
+// open returns env's record if its signature holds, it is of key and it is
+// valid at now.
+func (e *envelopes) open(n *Node, key records.Key, env []byte, now time.Time, from peer.ID) (records.Record, bool) {
+	if rec, ok := e.opened[string(env)]; ok {
+		return rec, true
+	}
+	if e.bad[string(env)] {
+		return records.Record{}, false
+	}
+	r, err := records.Open(env)
+	switch {
+	case err != nil:
+		n.log.Debug("GET returned a bad record", "peer", from, "err", err)
+	case r.Key != key:
+		n.log.Debug("GET returned a record of another key", "peer", from, "key", r.Key)
+	case r.Validate(now, n.cfg.MaxRecordTTL) != nil:
+	default:
+		e.opened[string(env)] = r
+		return r, true
+	}
+	e.bad[string(env)] = true
+	return records.Record{}, false
+}
+
 // merge turns the answers into a lookup result by the rules above.
 func (n *Node) merge(key records.Key, answers []answer, want int, now time.Time) LookupResult {
+	return n.mergeOpened(key, answers, want, now, newEnvelopes())
+}
+
+// mergeOpened is merge with the envelopes verified so far.
+func (n *Node) mergeOpened(key records.Key, answers []answer, want int, now time.Time, envs *envelopes) LookupResult {
 	pol := n.policy
 	var res LookupResult
-	opened := make(map[string]records.Record) // each envelope is verified once
-	bad := make(map[string]bool)
 	by := make(map[peer.ID]*vouched)
 	answered, claimedSeeds, claimedLeech := 0, 0, 0
 	for _, a := range answers {
@@ -151,22 +190,7 @@ func (n *Node) merge(key records.Key, answers []answer, want int, now time.Time)
 		claimedSeeds, claimedLeech = max(claimedSeeds, a.seeds), max(claimedLeech, a.leech)
 		counted := make(map[peer.ID]bool, len(a.entries))
 		for _, ae := range a.entries {
-			rec, ok := opened[string(ae.envelope)]
-			if !ok && !bad[string(ae.envelope)] {
-				r, err := records.Open(ae.envelope)
-				switch {
-				case err != nil:
-					n.log.Debug("GET returned a bad record", "peer", a.from, "err", err)
-				case r.Key != key:
-					n.log.Debug("GET returned a record of another key", "peer", a.from, "key", r.Key)
-				case r.Validate(now, n.cfg.MaxRecordTTL) != nil:
-				default:
-					opened[string(ae.envelope)], rec, ok = r, r, true
-				}
-				if !ok {
-					bad[string(ae.envelope)] = true
-				}
-			}
+			rec, ok := envs.open(n, key, ae.envelope, now, a.from)
 			if !ok || (pol.skipTombstones && rec.Withdrawn) {
 				continue
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,8 +19,9 @@ import (
 // netsimCmd is `kadtracker netsim run|experiment NAME|process`, whose
 // engines are netsim.RunCommand, ExperimentCommand and ProcessCommand.
 type netsimCmd struct {
-	sub  string // run, experiment or process
-	name string // the experiment
+	sub  string   // run, experiment, process or plot-rtt
+	name string   // the experiment
+	dirs []string // plot-rtt's run directories
 
 	c                    netsim.Command
 	latency, replication string // parsed into c when run
@@ -29,8 +31,8 @@ type netsimCmd struct {
 var netsimFlags = map[string][]string{
 	"nodes": {"run", "experiment", "process"}, "latency": {"run", "experiment"}, "bandwidth": {"run"},
 	"replication": {"run", "experiment", "process"}, "rp": {"run", "experiment"}, "lookups": {"run", "experiment", "process"},
-	"keys": {"run", "process"}, "epochs": {"run", "experiment"}, "seed": {"run", "experiment", "process"}, "out": {"run", "experiment", "process"},
-	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"}, "replot": {"experiment"},
+	"keys": {"run", "process"}, "epochs": {"run", "experiment"}, "seed": {"run", "experiment", "process"}, "out": {"run", "experiment", "process", "plot-rtt"},
+	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"}, "full-lookup": {"run"}, "handshake-rtts": {"run"}, "replot": {"experiment"},
 	"binary": {"process"}, "netns": {"process"}, "nat-share": {"process"}, "duration": {"process"}, "ttf": {"process"}, "ttr": {"process"},
 	"republish": {"process"}, "record-ttl": {"process"},
 }
@@ -57,6 +59,8 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 	fs.StringVar(&c.Out, "out", c.Out, "`DIR` for results.json and the experiments' CSV, JSON and PNG files")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "announces or lookups in flight at once")
 	fs.IntVar(&c.MaxConns, "max-conns", 0, "trim each node's connections to `C` between phases (routing-table peers kept first), 0 to keep all: saves memory in large networks")
+	fs.BoolVar(&c.FullLookup, "full-lookup", false, "wait for the whole DHT walk before asking the storing nodes (the lookup before the early answer), for comparison")
+	fs.IntVar(&c.HandshakeRTTs, "handshake-rtts", 0, "round trips each new connection waits before it opens, for the handshake mocknet skips (QUIC 1, TCP+Noise 2-3)")
 	fs.IntVar(&c.MaxNodes, "max-nodes", c.MaxNodes, "the largest `N` the n experiment tries (100, 200, 400, ... up to it)")
 	fs.BoolVar(&c.Replot, "replot", false, "draw an experiment's plots again from the JSON in --out, without running it")
 	fs.StringVar(&c.Binary, "binary", "", "the kadtracker `PATH` to start daemons from")
@@ -79,6 +83,11 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 			if err := wantArgs(pos[1:]); err != nil {
 				return nil, err
 			}
+		case "plot-rtt":
+			if len(pos) < 2 {
+				return nil, errors.New("plot-rtt needs the directories of netsim runs")
+			}
+			n.dirs = pos[1:]
 		case "experiment":
 			if len(pos) != 2 {
 				return nil, fmt.Errorf("experiment needs one NAME: %s", experimentNames())
@@ -88,7 +97,7 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 				return nil, fmt.Errorf("unknown experiment %q: want %s", n.name, experimentNames())
 			}
 		default:
-			return nil, fmt.Errorf("unknown netsim command %q: want run, experiment NAME or process", n.sub)
+			return nil, fmt.Errorf("unknown netsim command %q: want run, experiment NAME, process or plot-rtt", n.sub)
 		}
 		var wrong []string
 		fs.Visit(func(f *flag.Flag) {
@@ -153,6 +162,16 @@ func (n *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 	switch n.sub {
 	case "experiment":
 		return netsim.ExperimentCommand(ctx, c, n.name)
+	case "plot-rtt":
+		path := filepath.Join(c.Out, "rtt_n.png")
+		if err := os.MkdirAll(c.Out, 0o755); err != nil {
+			return err
+		}
+		if err := netsim.PlotRunsRTT(path, n.dirs); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s\n", path)
+		return nil
 	case "run":
 		res, err := netsim.RunCommand(ctx, c)
 		if err != nil {
@@ -162,8 +181,10 @@ func (n *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "N=%d m=%d rp=%.2f: %d of %d lookups found the record (%.3f, 95%% %.3f..%.3f); R_DHT %.3f (k=%.2f hops), replica bound %.3f\n",
 			res.Nodes, res.Replication, res.Rp, res.Successes, res.Lookups, res.SuccessRate, res.SuccessCI95[0], res.SuccessCI95[1],
 			res.ModelSuccess, res.HopsMean, res.ReplicaBound)
-		fmt.Fprintf(stdout, "latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; RPC round trip %.2f ms: p50 %.1f round trips\n",
-			res.LatencyMS.P50, res.LatencyMS.P95, res.LatencyMS.P99, res.RPCRTTMS, res.LatencyRTT.P50)
+		fmt.Fprintf(stdout, "latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; RPC round trip %.2f ms: p50 %.1f, p95 %.1f, p99 %.1f round trips\n",
+			res.LatencyMS.P50, res.LatencyMS.P95, res.LatencyMS.P99, res.RPCRTTMS, res.LatencyRTT.P50, res.LatencyRTT.P95, res.LatencyRTT.P99)
+		fmt.Fprintf(stdout, "announce p50 %.1f ms, p90 %.1f ms: p50 %.1f, p90 %.1f round trips\n",
+			res.AnnounceMS.P50, res.AnnounceMS.P90, res.AnnounceRTT.P50, res.AnnounceRTT.P90)
 		fmt.Fprintf(stdout, "built in %.0fs; %.2f MB per node (Go heap and stacks), RSS %.0f MB (peak %.0f MB)\n",
 			res.BuildSeconds, float64(res.Memory.PerNode)/(1<<20), float64(res.Memory.RSS)/(1<<20), float64(res.Memory.PeakRSS)/(1<<20))
 		fmt.Fprintf(stdout, "wrote %s/results.json and %s/lookups.csv\n", c.Out, c.Out)

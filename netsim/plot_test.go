@@ -1,0 +1,32 @@
+package netsim
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestPlotRunsRTT draws the plot from two runs' results and refuses a
+// directory without results.
+func TestPlotRunsRTT(t *testing.T) {
+	dir := t.TempDir()
+	var dirs []string
+	for i, lookup := range []string{"early", "full"} {
+		d := filepath.Join(dir, lookup)
+		res := &Results{Nodes: 100 * (i + 1), Lookup: lookup, LatencyRTT: Percentiles{P50: 2, P99: 4}}
+		if err := WriteResults(d, res); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, d)
+	}
+	path := filepath.Join(dir, "rtt_n.png")
+	if err := PlotRunsRTT(path, dirs); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("plot: %v", err)
+	}
+	if err := PlotRunsRTT(path, []string{filepath.Join(dir, "none")}); err == nil {
+		t.Error("a directory without results.json was plotted")
+	}
+}
