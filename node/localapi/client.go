@@ -158,9 +158,31 @@ func (c *Client) Peers(ctx context.Context, key records.Key, want int) (PeersRes
 
 // Records lists the records the daemon stores for others.
 func (c *Client) Records(ctx context.Context) ([]Record, error) {
+	var all []Record
+	after := ""
+	for {
+		page, err := c.RecordsPage(ctx, after, MaxRecordsLimit)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Records...)
+		if page.Next == "" || page.Next <= after {
+			return all, nil
+		}
+		after = page.Next
+	}
+}
+
+// RecordsPage lists up to limit of the records the node stores, after the
+// cursor after ("" for the first page).
+func (c *Client) RecordsPage(ctx context.Context, after string, limit int) (RecordsResult, error) {
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if after != "" {
+		q.Set("after", after)
+	}
 	var res RecordsResult
-	err := c.do(ctx, http.MethodGet, "/v1/records", nil, nil, &res)
-	return res.Records, err
+	err := c.do(ctx, http.MethodGet, "/v1/records", q, nil, &res)
+	return res, err
 }
 
 // TSUPLinks lists the daemon's TSUP links.

@@ -2,6 +2,7 @@ package localapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -82,4 +83,28 @@ func checkAnswer(t *testing.T, w *httptest.ResponseRecorder) {
 	if (w.Code == http.StatusOK) != (eb.Error == "") {
 		t.Fatalf("status %d with error %q", w.Code, eb.Error)
 	}
+}
+
+// FuzzRecordsQuery: any /v1/records query is a page of at most
+// MaxRecordsLimit records or a 400, never a crash.
+func FuzzRecordsQuery(f *testing.F) {
+	f.Add("")
+	f.Add("limit=2&after=" + hexV1 + "/12D3KooWpeer")
+	f.Add("limit=-1")
+	f.Add("limit=99999999999999999999")
+	f.Add("after=%zz")
+	b := &fakeBackend{}
+	for i := range 5 {
+		b.records = append(b.records, Record{Port: uint16(i + 1), Announcer: fmt.Sprint("p", i)})
+	}
+	f.Fuzz(func(t *testing.T, rawQuery string) {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/v1/records", nil)
+		r.URL.RawQuery = rawQuery
+		NewServer(b, Options{}).ServeHTTP(w, r)
+		checkAnswer(t, w)
+		if w.Code != http.StatusOK && w.Code != http.StatusBadRequest {
+			t.Fatalf("status %d", w.Code)
+		}
+	})
 }

@@ -10,7 +10,7 @@
 //	POST /v1/announce   {"infohash": "HEX", "port": 6881, "seed": false}
 //	POST /v1/withdraw   {"infohash": "HEX"}
 //	GET  /v1/peers?infohash=HEX&want=N
-//	GET  /v1/records
+//	GET  /v1/records?limit=N&after=CURSOR   (a page; "next" is the cursor of the following one)
 //	GET  /v1/routing
 //	GET  /v1/tsup/links    (404 unless the daemon runs TSUP)
 //	GET  /v1/tsup/swarms
@@ -32,6 +32,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +47,11 @@ const (
 	DefaultWant = 50
 	// MaxWant caps want=; larger values are clamped to it.
 	MaxWant = 1000
+	// DefaultRecordsLimit is a /v1/records page without limit=; a store
+	// holds up to 500 000 records, about 100 MB of JSON in one answer.
+	DefaultRecordsLimit = 1000
+	// MaxRecordsLimit caps limit=; larger values are clamped to it.
+	MaxRecordsLimit = 10000
 	// DefaultRequestTimeout bounds the backend call of one request.
 	DefaultRequestTimeout = 30 * time.Second
 	// DefaultShutdownTimeout is how long Serve lets requests in flight finish
@@ -403,12 +409,53 @@ func (s *Server) peers(ctx context.Context, r *http.Request) (any, error) {
 	return res, nil
 }
 
-func (s *Server) records(ctx context.Context, _ *http.Request) (any, error) {
+// recordCursor orders records for paging: infohash, then announcer.
+func recordCursor(r *Record) string { return r.Infohash.Hex() + "/" + r.Announcer }
+
+// parseRecordsQuery reads /v1/records' limit= (default
+// DefaultRecordsLimit, clamped to MaxRecordsLimit) and after= (a Next
+// cursor).
+func parseRecordsQuery(rawQuery string) (limit int, after string, err error) {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return 0, "", badRequest("bad query: %v", err)
+	}
+	limit = DefaultRecordsLimit
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			return 0, "", badRequest("limit %q: want a positive number", l)
+		}
+		limit = min(n, MaxRecordsLimit)
+	}
+	return limit, q.Get("after"), nil
+}
+
+func (s *Server) records(ctx context.Context, r *http.Request) (any, error) {
+	limit, after, err := parseRecordsQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, err
+	}
 	recs, err := s.b.Records(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return RecordsResult{Records: nonNil(recs)}, nil
+	recs = slices.Clone(recs)
+	slices.SortFunc(recs, func(a, b Record) int { return strings.Compare(recordCursor(&a), recordCursor(&b)) })
+	start, _ := slices.BinarySearchFunc(recs, after, func(r Record, c string) int {
+		if recordCursor(&r) <= c {
+			return -1
+		}
+		return 1
+	})
+	page := recs[start:]
+	res := RecordsResult{}
+	if len(page) > limit {
+		page = page[:limit]
+		res.Next = recordCursor(&page[limit-1])
+	}
+	res.Records = nonNil(page)
+	return res, nil
 }
 
 // tsupBackend is the TSUP overlay's backend, when the daemon runs one.

@@ -241,3 +241,58 @@ func TestRequestTimeout(t *testing.T) {
 		t.Errorf("%d %s, want 500 with a deadline error", w.Code, w.Body)
 	}
 }
+
+// /v1/records answers in pages, so 500 000 stored records are not 100 MB
+// in one answer; the client's Records walks every page.
+func TestRecordsPages(t *testing.T) {
+	b := &fakeBackend{}
+	for i := range 2500 {
+		var ih [20]byte
+		ih[0], ih[1] = byte(i>>8), byte(i)
+		b.records = append(b.records, Record{Infohash: records.SwarmKey(ih), IP: "192.0.2.1", Port: uint16(1 + i), Announcer: "12D3KooWpeer"})
+	}
+	path, stop := serve(t, b)
+	defer stop()
+	c := NewClient(path)
+	ctx := t.Context()
+
+	first, err := c.RecordsPage(ctx, "", 1000)
+	if err != nil || len(first.Records) != 1000 || first.Next == "" {
+		t.Fatalf("first page: %d records, next %q, %v", len(first.Records), first.Next, err)
+	}
+	second, err := c.RecordsPage(ctx, first.Next, 1000)
+	if err != nil || len(second.Records) != 1000 || second.Records[0].Infohash.Hex() <= first.Records[999].Infohash.Hex() {
+		t.Fatalf("second page: %d records, %v", len(second.Records), err)
+	}
+	last, err := c.RecordsPage(ctx, second.Next, 1000)
+	if err != nil || len(last.Records) != 500 || last.Next != "" {
+		t.Fatalf("last page: %d records, next %q, %v", len(last.Records), last.Next, err)
+	}
+	all, err := c.Records(ctx)
+	if err != nil || len(all) != 2500 {
+		t.Fatalf("Records: %d, %v", len(all), err)
+	}
+	seen := map[uint16]bool{}
+	for _, r := range all {
+		seen[r.Port] = true
+	}
+	if len(seen) != 2500 {
+		t.Fatalf("Records returned %d distinct records of 2500", len(seen))
+	}
+
+	// Without limit= a page is DefaultRecordsLimit; a huge limit is clamped;
+	// a bad one is refused.
+	s := NewServer(b, Options{})
+	var res RecordsResult
+	rec := do(t, s, http.MethodGet, "/v1/records", "")
+	if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil || len(res.Records) != DefaultRecordsLimit {
+		t.Fatalf("default page: %d records, %v", len(res.Records), err)
+	}
+	rec = do(t, s, http.MethodGet, "/v1/records?limit=999999", "")
+	if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil || len(res.Records) != 2500 {
+		t.Fatalf("clamped page: %d records, %v", len(res.Records), err)
+	}
+	if rec := do(t, s, http.MethodGet, "/v1/records?limit=0", ""); rec.Code != http.StatusBadRequest {
+		t.Fatalf("limit=0: %d %s", rec.Code, rec.Body)
+	}
+}

@@ -145,9 +145,12 @@ type Record struct {
 	Expires   time.Time   `json:"expires"` // RFC 3339
 }
 
-// RecordsResult is the answer to GET /v1/records.
+// RecordsResult is the answer to GET /v1/records: one page of the
+// records, ordered by infohash and announcer. Next, when set, is the
+// after= cursor of the following page.
 type RecordsResult struct {
 	Records []Record `json:"records"`
+	Next    string   `json:"next,omitempty"`
 }
 
 // RoutingPeer is one routing table entry.
