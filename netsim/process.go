@@ -313,9 +313,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	cmd := exec.Command(name, args...)
 	cmd.Env = daemonEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// A process group of its own: a Ctrl-C at the terminal reaches us, and
-	// we stop the daemons in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(cmd)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("netsim: daemon %d: %w", d.Index, err)
@@ -473,8 +471,7 @@ func (d *Daemon) signal(sig syscall.Signal, wait time.Duration) error {
 		return nil
 	default:
 	}
-	// The whole group: with --netns, `ip netns exec` has become the daemon.
-	_ = syscall.Kill(-cmd.Process.Pid, sig)
+	signalGroup(cmd.Process.Pid, sig)
 	select {
 	case <-exited:
 		return nil
