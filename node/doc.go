@@ -77,9 +77,12 @@
 //
 // # Lookup
 //
-// Lookup(ctx, key, want) walks as Announce does, then sends a salted GET to
-// the m closest nodes in parallel and reads this node's own store too
-// (lookup.go). One salt per lookup makes storing nodes that hold the same
+// Lookup(ctx, key, want) sends a salted GET to the m closest nodes in
+// parallel and reads this node's own store too (lookup.go). By default it
+// asks them while the walk runs and answers as soon as a majority of the m
+// closest agree (lookup_early.go: about two round trips on a warm node);
+// when they do not, or with Config.FullLookup, it walks as Announce does
+// and asks the m closest the walk found. One salt per lookup makes storing nodes that hold the same
 // records return the same ones. Every envelope is opened and validated
 // again; per announcer the newest record wins, a tombstone too. What is
 // served then follows the vouching rules of vouch.go (its doc comment is
