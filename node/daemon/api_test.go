@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"reflect"
 	"sync"
@@ -229,5 +230,21 @@ func TestAPIBackendTruncatesV2(t *testing.T) {
 	}
 	if len(n.keys) != 4 {
 		t.Fatalf("%d calls", len(n.keys))
+	}
+}
+
+// A front on a wildcard address is announced to at loopback: status must
+// not tell a client to announce to http://[::]:6969.
+func TestDialable(t *testing.T) {
+	for in, want := range map[string]string{
+		"0.0.0.0:6969":   "127.0.0.1:6969",
+		"[::]:6969":      "[::1]:6969",
+		"127.0.0.2:6969": "127.0.0.2:6969",
+		"[::1]:7000":     "[::1]:7000",
+	} {
+		ap := netip.MustParseAddrPort(in)
+		if got := dialable(net.TCPAddrFromAddrPort(ap)); got != want {
+			t.Errorf("dialable(%s) = %s, want %s", in, got, want)
+		}
 	}
 }

@@ -327,12 +327,12 @@ func (p *parts) start(ctx context.Context) ([]face, error) {
 			}
 		}
 		if httpLn != nil {
-			d.info.TrackerHTTP = "http://" + httpLn.Addr().String() + "/announce"
+			d.info.TrackerHTTP = "http://" + dialable(httpLn.Addr()) + "/announce"
 			log.Info("HTTP tracker", "announce", d.info.TrackerHTTP)
 			faces = append(faces, face{"HTTP tracker", func(ctx context.Context) error { return front.Serve(ctx, httpLn) }})
 		}
 		if udpConn != nil {
-			d.info.TrackerUDP = "udp://" + udpConn.LocalAddr().String() + "/announce"
+			d.info.TrackerUDP = "udp://" + dialable(udpConn.LocalAddr()) + "/announce"
 			log.Info("UDP tracker", "announce", d.info.TrackerUDP)
 			conn := udpConn
 			if p.overlay != nil {
@@ -417,4 +417,19 @@ func listenFront(ctx context.Context, cfg *FrontConfig) (net.Listener, net.Packe
 		}
 	}
 	return httpLn, udpConn, nil
+}
+
+// dialable is where a client on this host reaches a socket bound to a:
+// a wildcard address (0.0.0.0, [::]), which no client can announce to, is
+// named by the loopback address of its family.
+func dialable(a net.Addr) string {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil || !ap.Addr().IsUnspecified() {
+		return a.String()
+	}
+	lo := netip.IPv6Loopback()
+	if ap.Addr().Is4() {
+		lo = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	return netip.AddrPortFrom(lo, ap.Port()).String()
 }
