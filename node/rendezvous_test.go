@@ -85,14 +85,7 @@ func TestRendezvousJoin(t *testing.T) {
 	amino := privateAmino(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	start := func(cfg Config) *Node {
-		nd, err := New(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = nd.Close() })
-		return nd
-	}
+	start := func(cfg Config) *Node { return startNode(t, ctx, cfg) }
 	a := start(rendezvousConfig(t, amino[0]))
 	b := start(rendezvousConfig(t, amino[2]))
 	otherCfg := rendezvousConfig(t, amino[1])
@@ -149,14 +142,7 @@ func TestRendezvousRestsWhenHealthy(t *testing.T) {
 	amino := privateAmino(t, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	start := func(cfg Config) *Node {
-		nd, err := New(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = nd.Close() })
-		return nd
-	}
+	start := func(cfg Config) *Node { return startNode(t, ctx, cfg) }
 	a := start(rendezvousConfig(t, amino[0]))
 	eager := rendezvousConfig(t, amino[1])
 	eager.RendezvousHealthy = 5 // more peers than this network has
@@ -420,4 +406,15 @@ func TestLogPeerChanges(t *testing.T) {
 	if count(`msg="peers left the routing table" component=node count=2`) != 1 {
 		t.Fatalf("want one summary of two departures:\n%s", logs.String())
 	}
+}
+
+// startNode starts a node of cfg, closed when the test ends.
+func startNode(t *testing.T, ctx context.Context, cfg Config) *Node {
+	t.Helper()
+	nd, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nd.Close() })
+	return nd
 }

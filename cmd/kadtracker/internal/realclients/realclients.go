@@ -56,7 +56,7 @@ type Client struct {
 	mu      sync.Mutex
 	cookie  *http.Cookie // qBittorrent's session
 	session string       // Transmission's session id
-	out     *syncBuffer
+	out     *SyncBuffer
 }
 
 // FreePort is a loopback TCP port nothing listens on now.
@@ -75,7 +75,7 @@ func FreePort(t testing.TB) int {
 func Start(t testing.TB, kind string, o Options) *Client {
 	t.Helper()
 	c := &Client{Kind: kind, Username: o.Username, Password: o.Password, PeerPort: FreePort(t),
-		http: &http.Client{Timeout: 15 * time.Second}, out: &syncBuffer{}}
+		http: &http.Client{Timeout: 15 * time.Second}, out: &SyncBuffer{}}
 	dir := t.TempDir()
 	apiPort := FreePort(t)
 	switch kind {
@@ -449,18 +449,20 @@ func (c *Client) Trackers(t testing.TB, infohash string) ([]string, bool) {
 // Output is what the client printed.
 func (c *Client) Output() string { return c.out.String() }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for a writer and a reader goroutine:
+// a process's output, read while it runs.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
