@@ -224,7 +224,6 @@ type parts struct {
 	overlay   *overlay          // nil without TSUP
 	bridge    *bridge           // nil without the bridge
 	published *bridgedPublisher // nil unless bridged records are published
-	front     *tracker.Tracker  // nil without the front
 }
 
 func (p *parts) start(ctx context.Context) ([]face, error) {
@@ -319,7 +318,6 @@ func (p *parts) start(ctx context.Context) ([]face, error) {
 			return nil, err
 		}
 		d.onClose(front.Close)
-		p.front = front
 		p.metrics.setFront(front)
 		for _, a := range []string{cfg.Front.HTTP, cfg.Front.UDP} {
 			if CheckFrontAddr(a, false) != nil {
