@@ -32,7 +32,7 @@ var commands = []command{
 	{name: "routing", summary: "list the DHT routing table", setup: setupRouting},
 	{name: "tsup", args: "links|swarms", summary: "show the TSUP overlay's links or swarms", setup: setupTSUP},
 	{name: "bridge", summary: "show the bridge to classic trackers: its swarms, answers and errors", setup: setupBridge},
-	{name: "setup", args: "qbittorrent|transmission|aria2", summary: "add the daemon's tracker to a BitTorrent client's torrents and defaults (--undo removes it)", setup: setupSetup},
+	{name: "setup", args: "qbittorrent|transmission|aria2|deluge", summary: "add the daemon's tracker to a BitTorrent client's torrents and defaults (--undo removes it)", setup: setupSetup},
 	{name: "load", summary: "drive a daemon's fronts at a set rate; report throughput, latency, memory", setup: setupLoad},
 	{name: "netsim", args: "run | experiment NAME | process", summary: "simulate kadtracker networks and measure them against the reliability model", setup: setupNetsim},
 	{name: "version", summary: "print the version", setup: setupVersion},

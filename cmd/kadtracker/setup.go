@@ -35,7 +35,7 @@ func setupSetup(fs *flag.FlagSet, getenv func(string) string) func([]string) (ru
 	fs.StringVar(&endpoint, "url", "", "`URL` of the client's remote API")
 	fs.Lookup("url").DefValue = "the client's: " + strings.Join(defaultEndpoints(), ", ")
 	fs.StringVar(&c.cfg.Username, "username", "", "user `NAME` for the client's remote API [$KADTRACKER_SETUP_USERNAME]")
-	fs.StringVar(&c.cfg.Password, "password", "", "`PASSWORD` (aria2: RPC secret) for the client's remote API; other users can see it in the process list, prefer $KADTRACKER_SETUP_PASSWORD or the prompt")
+	fs.StringVar(&c.cfg.Password, "password", "", "`PASSWORD` (aria2: RPC secret; deluge: deluge-web's, default deluge) for the client's remote API; other users can see it in the process list, prefer $KADTRACKER_SETUP_PASSWORD or the prompt")
 	fs.StringVar(&tracker, "tracker-url", "", "tracker `URL` to add")
 	fs.Lookup("tracker-url").DefValue = "the running daemon's HTTP tracker, else " + setup.DefaultTracker
 	fs.BoolVar(&c.cfg.DryRun, "dry-run", false, "show what would change and change nothing")

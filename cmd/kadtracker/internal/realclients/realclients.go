@@ -1,5 +1,5 @@
 // Package realclients runs real BitTorrent clients (qbittorrent-nox,
-// transmission-daemon, aria2c) headless on loopback for tests, with their
+// transmission-daemon, aria2c, deluged with deluge-web) headless on loopback for tests, with their
 // remote APIs on and every way of finding peers but trackers off, and talks
 // to those APIs with its own plain calls, so that a test of code that
 // drives the APIs does not check that code with itself.
@@ -32,7 +32,7 @@ import (
 )
 
 // Kinds are the clients Start knows.
-var Kinds = []string{"qbittorrent", "transmission", "aria2"}
+var Kinds = []string{"qbittorrent", "transmission", "aria2", "deluge"}
 
 // StartTimeout bounds a client's start until its API answers.
 const StartTimeout = 30 * time.Second
@@ -40,7 +40,8 @@ const StartTimeout = 30 * time.Second
 // Options say how to start a client.
 type Options struct {
 	// Password protects the remote API (aria2: its RPC secret); "" leaves
-	// it open to loopback, as the tests of other packages run them.
+	// it open to loopback, as the tests of other packages run them
+	// (deluge-web always wants one: "" is its default, "deluge").
 	Username, Password string
 }
 
@@ -54,8 +55,9 @@ type Client struct {
 
 	http    *http.Client
 	mu      sync.Mutex
-	cookie  *http.Cookie // qBittorrent's session
+	cookie  *http.Cookie // qBittorrent's or deluge-web's session
 	session string       // Transmission's session id
+	host    string       // deluge-web's id of the daemon
 	out     *SyncBuffer
 }
 
@@ -160,6 +162,8 @@ WebUI\Port=%d
 			args = append(args, "--rpc-secret="+o.Password)
 		}
 		c.run(t, "aria2c", args...)
+	case "deluge":
+		c.startDeluge(t, dir, apiPort, o)
 	default:
 		t.Fatalf("realclients: unknown kind %q", kind)
 	}
@@ -179,7 +183,7 @@ WebUI\Port=%d
 func (c *Client) run(t testing.TB, name string, args ...string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		t.Fatalf("%s is needed for this test (Debian: aria2 transmission-daemon qbittorrent-nox): %v", name, err)
+		t.Fatalf("%s is needed for this test (Debian: aria2 transmission-daemon qbittorrent-nox deluged deluge-web): %v", name, err)
 	}
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = c.out, c.out
@@ -204,6 +208,8 @@ func (c *Client) call(ctx context.Context, method string, args any, out any) err
 	switch c.Kind {
 	case "qbittorrent":
 		return c.qbCall(ctx, method, args, out)
+	case "deluge":
+		return c.delugeCall(ctx, method, args.([]any), out)
 	case "transmission":
 		b, _ := json.Marshal(map[string]any{"method": method, "arguments": args})
 		for range 2 {
@@ -344,6 +350,8 @@ func (c *Client) Add(t testing.TB, tt Torrent, dir string) {
 		mw.WriteField("savepath", dir)
 		mw.Close()
 		err = c.call(t.Context(), "/api/v2/torrents/add", multipartBody{body.Bytes(), mw.FormDataContentType()}, nil)
+	case "deluge":
+		err = c.call(t.Context(), "core.add_torrent_file", []any{"t.torrent", base64.StdEncoding.EncodeToString(meta), map[string]any{"download_location": dir}}, nil)
 	case "transmission":
 		err = c.call(t.Context(), "torrent-add", map[string]any{"metainfo": base64.StdEncoding.EncodeToString(meta), "download-dir": dir}, nil)
 	default:
@@ -372,6 +380,8 @@ func (c *Client) Settings(ctx context.Context) (map[string]any, error) {
 	switch c.Kind {
 	case "qbittorrent":
 		err = c.call(ctx, "/api/v2/app/preferences", nil, &s)
+	case "deluge":
+		err = c.call(ctx, "core.get_config", []any{}, &s)
 	case "transmission":
 		err = c.call(ctx, "session-get", map[string]any{}, &s)
 		delete(s, "download-dir-free-space") // the disk's
@@ -402,6 +412,14 @@ func (c *Client) Trackers(t testing.TB, infohash string) ([]string, bool) {
 		found = true
 		for _, x := range tr {
 			if !strings.HasPrefix(x.URL, "** [") {
+				urls = append(urls, x.URL)
+			}
+		}
+	case "deluge":
+		var st struct{ Trackers *[]struct{ URL string } }
+		err = c.call(t.Context(), "core.get_torrent_status", []any{infohash, []string{"trackers"}}, &st)
+		if found = st.Trackers != nil; found { // a torrent it lacks is {}
+			for _, x := range *st.Trackers {
 				urls = append(urls, x.URL)
 			}
 		}

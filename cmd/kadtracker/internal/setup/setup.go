@@ -42,7 +42,7 @@ var (
 
 // Clients are the client names Apply and Undo know, in the order help
 // shows them.
-var Clients = []string{"qbittorrent", "transmission", "aria2"}
+var Clients = []string{"qbittorrent", "transmission", "aria2", "deluge"}
 
 // Config says which client to wire and how to reach it.
 type Config struct {
@@ -51,7 +51,9 @@ type Config struct {
 	// default (DefaultEndpoint).
 	Endpoint string
 	Username string // qBittorrent and Transmission; empty: the client's default
-	Password string // for aria2 its RPC secret
+	// Password is aria2's RPC secret, deluge-web's password (empty: its
+	// default, "deluge").
+	Password string
 	Tracker  string // the URL to add
 	DryRun   bool   // report what would change, change nothing
 	// HTTP is the client for the API calls; nil means one with Timeout.
@@ -73,6 +75,8 @@ func DefaultEndpoint(client string) string {
 		return "http://127.0.0.1:9091/transmission/rpc"
 	case "aria2":
 		return "http://127.0.0.1:6800/jsonrpc"
+	case "deluge":
+		return "http://127.0.0.1:8112/json" // deluge-web's
 	}
 	return ""
 }
@@ -187,6 +191,12 @@ func newBackend(c Config) (backend, error) {
 		return &qbittorrent{api: api, user: c.Username, pass: c.Password}, nil
 	case "transmission":
 		return &transmission{api: api, user: c.Username, pass: c.Password}, nil
+	case "deluge":
+		// Users give the web UI's URL as often as its /json.
+		if !strings.HasSuffix(api.endpoint, "/json") {
+			api.endpoint += "/json"
+		}
+		return &deluge{api: api, pass: c.Password}, nil
 	default:
 		return &aria2{api: api, secret: c.Password}, nil
 	}
