@@ -21,9 +21,15 @@ import (
 // tracker). Transmission 3.00 has no default trackers and, on loopback,
 // cannot leech (see REAL-CLIENTS.md); aria2 cannot give an existing
 // download a tracker: so these are the pairs that work on loopback.
-var setupPairs = []struct{ seed, leech string }{
-	{"qbittorrent", "aria2"},
-	{"transmission", "qbittorrent"},
+// Deluge has no default trackers either: its torrent is added before
+// setup (leechFirst), stalls without a tracker, and completes after.
+var setupPairs = []struct {
+	seed, leech string
+	leechFirst  bool
+}{
+	{"qbittorrent", "aria2", false},
+	{"transmission", "qbittorrent", false},
+	{"transmission", "deluge", true},
 }
 
 // TestSetupRealClients: two daemons, the second bootstrapping from the
@@ -67,9 +73,17 @@ func TestSetupRealClients(t *testing.T) {
 			}
 			waitPeer(t, b, tt.Infohash, seeder.PeerPort)
 
-			runSetup(t, b, leecher)
 			leechDir := t.TempDir()
-			leecher.Add(t, tt, leechDir)
+			if p.leechFirst {
+				leecher.Add(t, tt, leechDir)
+				if urls, _ := leecher.Trackers(t, tt.Infohash); len(urls) != 0 {
+					t.Fatalf("the leecher's torrent has trackers %v before setup", urls)
+				}
+			}
+			runSetup(t, b, leecher)
+			if !p.leechFirst {
+				leecher.Add(t, tt, leechDir)
+			}
 			waitSHA256(t, filepath.Join(leechDir, tt.Name), tt.SHA256, downloadTimeout)
 
 			runSetup(t, a, seeder, "--undo")
