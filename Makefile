@@ -26,7 +26,7 @@ BUILDFLAGS := -buildvcs=auto
 # rendezvous and bootstrap lists while this is set.
 export KADTRACKER_NO_PUBLIC_NETWORK := 1
 
-.PHONY: all build install install-units image release run deps test tidy-check bench fuzz fmt vet generate clean
+.PHONY: all build install install-units install-launchd image release run deps test tidy-check bench fuzz fmt vet generate clean
 
 all: build
 
@@ -53,6 +53,17 @@ else ifeq ($(UNIT_SCOPE),user)
 else
 	$(error UNIT_SCOPE must be system or user, not $(UNIT_SCOPE))
 endif
+
+# make install-launchd installs the launchd user agent (macOS): the
+# binary make install put in $(PREFIX)/bin, the data directory in
+# ~/Library/Application Support/kadtracker, the log in ~/Library/Logs.
+LAUNCH_AGENTS ?= $(HOME)/Library/LaunchAgents
+LAUNCHD_PLIST := cmd/kadtracker/dist/launchd/io.github.kadtracker.plist
+install-launchd:
+	install -d '$(DESTDIR)$(LAUNCH_AGENTS)' '$(DESTDIR)$(HOME)/Library/Logs'
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@HOME@|$(HOME)|g' $(LAUNCHD_PLIST) > '$(DESTDIR)$(LAUNCH_AGENTS)/io.github.kadtracker.plist'
+	@echo "installed $(DESTDIR)$(LAUNCH_AGENTS)/io.github.kadtracker.plist; start it with:"
+	@echo "  launchctl bootstrap gui/$$(id -u) '$(LAUNCH_AGENTS)/io.github.kadtracker.plist'"
 
 # A container image with no base image: the static binary on scratch
 # (cmd/kadtracker/dist/container/Containerfile). podman from Debian, or
