@@ -242,7 +242,7 @@ func (d *deluge) setDefaults(context.Context, defaults) error {
 }
 
 func (d *deluge) unsupportedNote(tracker string) string {
-	return fmt.Sprintf("Deluge has no setting that gives new torrents a tracker: torrents added later do not get %s. "+
+	return fmt.Sprintf("Deluge has no default trackers (no setting gives new torrents a tracker): torrents added later do not get %s. "+
 		"Run kadtracker setup deluge again after adding torrents, or install a third-party plugin that adds trackers "+
 		"to new torrents (DefaultTrackers, github.com/stefantalpalaru/deluge-default-trackers) with %s in its list", tracker, tracker)
 }
