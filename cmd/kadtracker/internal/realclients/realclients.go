@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,11 @@ type Options struct {
 	// it open to loopback, as the tests of other packages run them
 	// (deluge-web always wants one: "" is its default, "deluge").
 	Username, Password string
+	// Root, if set, is a root file system the client's binary runs in
+	// (chroot), with this host's temporary directory bound at the same
+	// path: Transmission 4 from Debian 13 (Transmission4Root) on a Debian
+	// 12 host.
+	Root string
 }
 
 // Client is a running client.
@@ -58,6 +64,7 @@ type Client struct {
 	cookie  *http.Cookie // qBittorrent's or deluge-web's session
 	session string       // Transmission's session id
 	host    string       // deluge-web's id of the daemon
+	root    string       // Options.Root
 	out     *SyncBuffer
 }
 
@@ -77,7 +84,7 @@ func FreePort(t testing.TB) int {
 func Start(t testing.TB, kind string, o Options) *Client {
 	t.Helper()
 	c := &Client{Kind: kind, Username: o.Username, Password: o.Password, PeerPort: FreePort(t),
-		http: &http.Client{Timeout: 15 * time.Second}, out: &SyncBuffer{}}
+		http: &http.Client{Timeout: 15 * time.Second}, out: &SyncBuffer{}, root: o.Root}
 	dir := t.TempDir()
 	apiPort := FreePort(t)
 	switch kind {
@@ -182,10 +189,24 @@ WebUI\Port=%d
 
 func (c *Client) run(t testing.TB, name string, args ...string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Fatalf("%s is needed for this test (Debian: aria2 transmission-daemon qbittorrent-nox deluged deluge-web): %v", name, err)
+	var cmd *exec.Cmd
+	if c.root != "" {
+		bin := filepath.Join("/usr/bin", name)
+		if _, err := os.Stat(filepath.Join(c.root, bin)); err != nil {
+			t.Fatalf("%s is not in the root file system %s: %v", bin, c.root, err)
+		}
+		// A mount namespace of its own, so the bind mounts go with it;
+		// --kill-child ends the client when unshare is killed.
+		tmp := os.TempDir()
+		script := `mkdir -p "$2$1" && mount --bind "$1" "$2$1" && mount -t proc proc "$2/proc" && root=$2 && shift 2 && exec chroot "$root" "$@"`
+		cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "--fork", "--kill-child",
+			"sh", "-c", script, "sh", tmp, c.root, bin}, args...)...)
+	} else {
+		if _, err := exec.LookPath(name); err != nil {
+			t.Fatalf("%s is needed for this test (Debian: aria2 transmission-daemon qbittorrent-nox deluged deluge-web): %v", name, err)
+		}
+		cmd = exec.Command(name, args...)
 	}
-	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = c.out, c.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -426,16 +447,25 @@ func (c *Client) Trackers(t testing.TB, infohash string) ([]string, bool) {
 	case "transmission":
 		var r struct {
 			Torrents []struct {
-				HashString string
-				Trackers   []struct{ Announce string }
+				HashString   string
+				Trackers     []struct{ Announce string }
+				TrackerStats []struct{ Announce string }
 			}
 		}
-		err = c.call(t.Context(), "torrent-get", map[string]any{"fields": []string{"hashString", "trackers"}}, &r)
+		// Transmission 4 announces to its default-trackers without listing
+		// them in the torrent's trackers; trackerStats, what it announces
+		// to, has them.
+		err = c.call(t.Context(), "torrent-get", map[string]any{"fields": []string{"hashString", "trackers", "trackerStats"}}, &r)
 		for _, x := range r.Torrents {
 			if x.HashString == infohash {
 				found = true
 				for _, a := range x.Trackers {
 					urls = append(urls, a.Announce)
+				}
+				for _, a := range x.TrackerStats {
+					if !slices.Contains(urls, a.Announce) {
+						urls = append(urls, a.Announce)
+					}
 				}
 			}
 		}
@@ -484,4 +514,23 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Transmission4RootDefault is where .ci/deps makes a Debian 13 root file
+// system with transmission-daemon 4 in it (debootstrap), for
+// Options.Root; $KADTRACKER_TRANSMISSION4_ROOT names another.
+const Transmission4RootDefault = "/var/lib/kadtracker-ci/trixie"
+
+// Transmission4Root is the root file system with Transmission 4, or fails
+// the test saying how to make one.
+func Transmission4Root(t testing.TB) string {
+	t.Helper()
+	root := os.Getenv("KADTRACKER_TRANSMISSION4_ROOT")
+	if root == "" {
+		root = Transmission4RootDefault
+	}
+	if _, err := os.Stat(filepath.Join(root, "usr/bin/transmission-daemon")); err != nil {
+		t.Fatalf("Transmission 4 is needed in a Debian 13 root file system at %s (.ci/deps makes it: debootstrap --variant=minbase --include=transmission-daemon trixie %s): %v", root, root, err)
+	}
+	return root
 }

@@ -105,11 +105,20 @@ func trackers(t *testing.T, c *realclients.Client, infohash string) []string {
 // cannot: setup must say so), and to the defaults, so that a torrent added
 // afterwards announces to it too; setup again changes nothing; undo
 // leaves the settings exactly as they were.
+//
+// transmission4 is Transmission 4 (Debian 13's, in a root file system of
+// its own: realclients.Transmission4Root), whose default-trackers and
+// trackerList the Debian 12 Transmission 3.00 lacks.
 func TestRealClients(t *testing.T) {
-	for _, name := range Clients {
-		t.Run(name, func(t *testing.T) {
+	for _, test := range append(slices.Clone(Clients), "transmission4") {
+		t.Run(test, func(t *testing.T) {
 			t.Parallel()
-			rc := realclients.Start(t, name, realclients.Options{Username: testUser, Password: testPass})
+			name := test
+			opts := realclients.Options{Username: testUser, Password: testPass}
+			if test == "transmission4" {
+				name, opts.Root = "transmission", realclients.Transmission4Root(t)
+			}
+			rc := realclients.Start(t, name, opts)
 			tracker := newTrackerRecorder(t)
 			cfg := DefaultConfig(name)
 			cfg.Endpoint, cfg.Username, cfg.Password, cfg.Tracker = rc.Endpoint, testUser, testPass, tracker.URL
@@ -204,9 +213,9 @@ func TestRealClients(t *testing.T) {
 					t.Errorf("a torrent added after setup has trackers %v, want [%s]", got, tracker.URL)
 				}
 				tracker.waitFor(t, second.Infohash)
-				if name == "qbittorrent" {
-					// qBittorrent gives its default trackers to public
-					// torrents only, as the README says.
+				if test == "qbittorrent" || test == "transmission4" {
+					// qBittorrent and Transmission 4 give their default
+					// trackers to public torrents only, as the README says.
 					privDir2 := t.TempDir()
 					priv2 := realclients.MakePrivateTorrent(t, privDir2, 64<<10)
 					rc.Add(t, priv2, privDir2)
