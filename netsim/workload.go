@@ -43,6 +43,9 @@ type Uniform struct {
 	Pings int
 	// LookupTimeout bounds one lookup.
 	LookupTimeout time.Duration
+	// BusyGC leaves the collector running while announces and lookups are
+	// timed; by default it is held off then (see quietGC).
+	BusyGC bool
 	// Progress, if set, is called after each lookup: done of total.
 	Progress func(done, total int)
 }
@@ -202,6 +205,10 @@ type Results struct {
 	// HandshakeRTTs the round trips a new connection paid.
 	Lookup        string `json:"lookup"`
 	HandshakeRTTs int    `json:"handshake_rtts"`
+	// Announce is "early" (the default) or "full" (node.Config.FullAnnounce);
+	// BusyGC: the collector ran while announces and lookups were timed.
+	Announce string `json:"announce"`
+	BusyGC   bool   `json:"busy_gc"`
 
 	Successes   int        `json:"successes"`
 	SuccessRate float64    `json:"success_rate"`
@@ -301,12 +308,19 @@ func (w Uniform) Run(ctx context.Context, nw *Network, seed uint64) (*Results, e
 		Nodes: nw.Size(), Replication: m, Rp: w.Rp, Lookups: w.Lookups, Keys: w.Keys,
 		Epochs: w.Epochs, Seed: seed, Latency: nw.cfg.Latency.String(), ScheduleSHA256: s.Hash(),
 		Schedule: s, Lookup: "early", HandshakeRTTs: nw.cfg.HandshakeRTTs,
+		Announce: "early", BusyGC: w.BusyGC,
+	}
+	if nw.cfg.Node.FullAnnounce {
+		res.Announce = "full"
 	}
 	if nw.cfg.Node.FullLookup {
 		res.Lookup = "full"
 	}
 	defer nw.SetDown(nil)
 	republishes := nw.republishes()
+	if !w.BusyGC {
+		defer quietGC()()
+	}
 
 	// Announce every key with every node up.
 	storedOn := make([]int, len(s.Keys))
