@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
@@ -31,9 +30,10 @@ import (
 //     1-setStrictness (optimistic provide's set threshold), they are taken
 //     as the m closest and all get it; a node that then enters the m
 //     closest heard of gets it too;
-//   - the announce returns once announceReturn of m of the m closest heard
-//     of took it (at least a majority, q, so that an early lookup can agree
-//     on it at once).
+//   - the announce returns once every one of the m closest heard of took
+//     it (optimistic provide returns once 3/4 of its PUTs ended, ok or not;
+//     here StoredOn keeps its meaning, m copies on the m closest known, and
+//     a lookup right after finds them all).
 //
 // Unlike optimistic provide the walk is not cut short: it goes on after
 // the return, and when it ends the m closest it found get the record as
@@ -46,9 +46,8 @@ import (
 // Without a network-size estimate (a new node), or with
 // Config.FullAnnounce, an announce is publish.
 const (
-	putCertainty   = 0.9
-	setStrictness  = 0.1
-	announceReturn = 0.75
+	putCertainty  = 0.9
+	setStrictness = 0.1
 	// announceFollowUp bounds the walk and the PUTs that go on after an
 	// early return.
 	announceFollowUp = time.Minute
@@ -134,7 +133,6 @@ type earlyAnnounce struct {
 	w          *earlyWalk
 	rec        records.Record
 	indiv, set float64 // the thresholds above, in normed distance
-	returnAt   int
 	state      map[peer.ID]putState
 	results    chan putResult
 	inflight   int
@@ -158,13 +156,12 @@ func (n *Node) announceEarly(ctx context.Context, key records.Key, port uint16, 
 	m := float64(w.m)
 	a := &earlyAnnounce{
 		n: n, w: w, rec: rec,
-		indiv:    mathext.GammaIncRegInv(m, 1-putCertainty) / w.size,
-		set:      mathext.GammaIncRegInv(m/2+1, 1-setStrictness) / w.size,
-		returnAt: max(w.q, int(math.Ceil(m*announceReturn))),
-		state:    make(map[peer.ID]putState),
-		results:  make(chan putResult),
-		budget:   earlyBudget * w.m,
-		groups:   make(map[peerdiversity.PeerIPGroupKey]int),
+		indiv:   mathext.GammaIncRegInv(m, 1-putCertainty) / w.size,
+		set:     mathext.GammaIncRegInv(m/2+1, 1-setStrictness) / w.size,
+		state:   make(map[peer.ID]putState),
+		results: make(chan putResult),
+		budget:  earlyBudget * w.m,
+		groups:  make(map[peerdiversity.PeerIPGroupKey]int),
 	}
 	if n.serving() {
 		w.heard(n.host.ID()).queried = true
@@ -273,10 +270,15 @@ func (a *earlyAnnounce) took(r putResult) {
 	a.state[r.p] = putOK
 }
 
-func (a *earlyAnnounce) stored() int {
+// stored counts the nodes of ranked that took the record, up to m: the
+// first m that did not refuse it, as publish counts.
+func (a *earlyAnnounce) stored(ranked []peer.ID) int {
 	ok := 0
-	for _, s := range a.state {
-		if s == putOK {
+	for _, p := range ranked {
+		if ok == a.w.m {
+			break
+		}
+		if a.state[p] == putOK {
 			ok++
 		}
 	}
@@ -356,8 +358,8 @@ early:
 				took++
 			}
 		}
-		if settled && took >= a.returnAt {
-			send(AnnounceResult{Targets: w.m, StoredOn: a.stored(), Early: true}, nil)
+		if settled && took == w.m {
+			send(AnnounceResult{Targets: w.m, StoredOn: took, Early: true}, nil)
 		}
 	}
 
@@ -400,7 +402,7 @@ early:
 			a.took(<-a.results)
 		}
 	}
-	res := AnnounceResult{Targets: min(w.m, len(candidates)), StoredOn: a.stored()}
+	res := AnnounceResult{Targets: min(w.m, len(candidates)), StoredOn: a.stored(candidates)}
 	var err error
 	switch {
 	case res.StoredOn == 0 && ctx.Err() != nil:

@@ -172,7 +172,11 @@ func (n *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 		if err := netsim.PlotRunsRTT(path, n.dirs); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "wrote %s\n", path)
+		announces := filepath.Join(c.Out, "rtt_announce.png")
+		if err := netsim.PlotRunsAnnounceRTT(announces, n.dirs); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s and %s\n", path, announces)
 		return nil
 	case "run":
 		res, err := netsim.RunCommand(ctx, c)
