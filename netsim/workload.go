@@ -228,9 +228,12 @@ type Results struct {
 	RServer1     float64 `json:"r_server_1"`
 	DownMean     float64 `json:"nodes_down_mean"`
 
-	StoredOnMean   float64 `json:"stored_on_mean"`
-	AnnounceErrors int     `json:"announce_errors"`
-	LookupErrors   int     `json:"lookup_errors"`
+	StoredOnMean float64 `json:"stored_on_mean"`
+	// AnnouncesEarly counts the announces that returned before their walk
+	// ended (node.AnnounceResult.Early).
+	AnnouncesEarly int `json:"announces_early"`
+	AnnounceErrors int `json:"announce_errors"`
+	LookupErrors   int `json:"lookup_errors"`
 	// Republishes counts republished records during the run: nonzero means
 	// some lookups may have found records put back after the failures.
 	Republishes int64 `json:"republishes"`
@@ -326,10 +329,12 @@ func (w Uniform) Run(ctx context.Context, nw *Network, seed uint64) (*Results, e
 	storedOn := make([]int, len(s.Keys))
 	announceErrs := make([]error, len(s.Keys))
 	announceMS := make([]float64, len(s.Keys))
+	early := make([]bool, len(s.Keys))
 	forEach(ctx, len(s.Keys), w.Concurrency, func(k int) {
 		t0 := time.Now()
 		r, err := nw.Node(s.Announcers[k]).Announce(ctx, s.Keys[k], 6881, true)
 		storedOn[k], announceErrs[k], announceMS[k] = r.StoredOn, err, ms(time.Since(t0))
+		early[k] = r.Early
 	})
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -338,6 +343,7 @@ func (w Uniform) Run(ctx context.Context, nw *Network, seed uint64) (*Results, e
 	var announced []float64
 	for k := range s.Keys {
 		stored += storedOn[k]
+		res.AnnouncesEarly += btoi(early[k])
 		if announceErrs[k] != nil {
 			res.AnnounceErrors++
 		} else {

@@ -173,6 +173,7 @@ func (n *Node) announceEarly(ctx context.Context, key records.Key, port uint16, 
 	detach := context.AfterFunc(ctx, cancel)
 	done := make(chan publishOutcome, 1)
 	if !n.followUps.start(key, cancel, func() { defer cancel(); a.run(runCtx, done) }) {
+		detach()
 		cancel()
 		return AnnounceResult{}, ErrClosed
 	}
