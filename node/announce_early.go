@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,10 +31,11 @@ import (
 //     1-setStrictness (optimistic provide's set threshold), they are taken
 //     as the m closest and all get it; a node that then enters the m
 //     closest heard of gets it too;
-//   - the announce returns once every one of the m closest heard of took
-//     it (optimistic provide returns once 3/4 of its PUTs ended, ok or not;
-//     here StoredOn keeps its meaning, m copies on the m closest known, and
-//     a lookup right after finds them all).
+//   - the announce returns once the m closest heard of when they settled
+//     all took it (one that refuses gives its place to the next).
+//     Optimistic provide returns once 3/4 of its PUTs ended, ok or not;
+//     here StoredOn keeps its meaning, m copies on the m closest known,
+//     and a lookup right after finds them.
 //
 // Unlike optimistic provide the walk is not cut short: it goes on after
 // the return, and when it ends the m closest it found get the record as
@@ -325,6 +327,7 @@ func (a *earlyAnnounce) run(ctx context.Context, done chan<- publishOutcome) {
 	}()
 
 	settled := false
+	var wait []peer.ID // once settled: the m nodes the return waits for
 	var end walkEnd
 early:
 	for {
@@ -349,17 +352,33 @@ early:
 			sum += wp.dist
 		}
 		settled = settled || len(top) == w.m && sum/float64(len(top)) <= a.set
-		took := 0
 		for _, wp := range top {
 			if a.state[wp.id] == putNone && a.budget > 0 && (settled || wp.dist <= a.indiv) && a.allowed(wp.id) {
 				a.budget--
 				a.put(ctx, wp.id)
 			}
-			if a.state[wp.id] == putOK {
+		}
+		if !settled || sent {
+			continue
+		}
+		// The return waits for the m closest heard of when they settled,
+		// not for the nodes the walk finds after: those get the record too,
+		// but under handshakes their PUTs lag the walk, and a return that
+		// chased them would come as late as the walk's end. A node that
+		// refuses gives its place to the closest one put to since.
+		wait = slices.DeleteFunc(wait, func(p peer.ID) bool { return a.state[p] == putFailed })
+		for _, wp := range top {
+			if len(wait) < w.m && !slices.Contains(wait, wp.id) && (a.state[wp.id] == putSent || a.state[wp.id] == putOK) {
+				wait = append(wait, wp.id)
+			}
+		}
+		took := 0
+		for _, p := range wait {
+			if a.state[p] == putOK {
 				took++
 			}
 		}
-		if settled && took == w.m {
+		if took == w.m {
 			send(AnnounceResult{Targets: w.m, StoredOn: took, Early: true}, nil)
 		}
 	}
