@@ -38,6 +38,10 @@ type Command struct {
 	FullLookup bool
 	// HandshakeRTTs: round trips a new connection pays (Config.HandshakeRTTs).
 	HandshakeRTTs int
+	// FullAnnounce runs the full announce (node.Config.FullAnnounce), and
+	// BusyGC leaves the collector on while lookups are timed (Uniform), for
+	// comparison.
+	FullAnnounce, BusyGC bool
 	// MaxNodes is the largest network of the n experiment: it tries 100,
 	// 200, 400, ... up to it.
 	MaxNodes int
@@ -116,6 +120,7 @@ func RunCommand(ctx context.Context, c Command) (*Results, error) {
 	cfg.Node.Replication = m
 	cfg.Node.FullLookup = c.FullLookup
 	cfg.HandshakeRTTs = c.HandshakeRTTs
+	cfg.Node.FullAnnounce = c.FullAnnounce
 	NoRepublish(&cfg)
 	cfg.Progress = c.progress("joining")
 	w := DefaultUniform()
@@ -127,6 +132,7 @@ func RunCommand(ctx context.Context, c Command) (*Results, error) {
 		w.Epochs = 1
 	}
 	w.Concurrency = c.Concurrency
+	w.BusyGC = c.BusyGC
 	w.Progress = c.progress("lookups")
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -228,8 +228,34 @@ func saveBars(path, title, xlabel, ylabel string, categories []string, groups []
 // lookup latency in RPC round trips (p50 and p99) against N, one pair of
 // curves per lookup kind and handshake cost, to path.
 func PlotRunsRTT(path string, dirs []string) error {
+	return plotRuns(path, dirs, "Lookup latency in RPC round trips against network size (netsim run, 10 ms links)",
+		"lookup latency / RPC round trip", "p99", func(r *Results) (string, float64, float64) {
+			name := r.Lookup + " lookup"
+			if r.Lookup == "" {
+				name = "full lookup"
+			}
+			return name, r.LatencyRTT.P50, r.LatencyRTT.P99
+		})
+}
+
+// PlotRunsAnnounceRTT is PlotRunsRTT for the announces: p50 and p90, one
+// pair of curves per announce kind and handshake cost.
+func PlotRunsAnnounceRTT(path string, dirs []string) error {
+	return plotRuns(path, dirs, "Announce latency in RPC round trips against network size (netsim run, 10 ms links)",
+		"announce latency / RPC round trip", "p90", func(r *Results) (string, float64, float64) {
+			name := r.Announce + " announce"
+			if r.Announce == "" {
+				name = "full announce"
+			}
+			return name, r.AnnounceRTT.P50, r.AnnounceRTT.P90
+		})
+}
+
+// plotRuns plots, for each run, the two latencies of() picks against N,
+// in curves named by of() and the handshake cost.
+func plotRuns(path string, dirs []string, title, ylabel, high string, of func(*Results) (string, float64, float64)) error {
 	type curve struct {
-		xs, p50, p99 []float64
+		xs, p50, hi []float64
 	}
 	curves := make(map[string]*curve)
 	var names []string
@@ -243,10 +269,7 @@ func PlotRunsRTT(path string, dirs []string) error {
 		if err := json.Unmarshal(b, &r); err != nil {
 			return fmt.Errorf("netsim: %s: %w", d, err)
 		}
-		name := r.Lookup + " lookup"
-		if r.Lookup == "" {
-			name = "full lookup"
-		}
+		name, p50, hi := of(&r)
 		if r.HandshakeRTTs > 0 {
 			name += fmt.Sprintf(", %d-RTT handshakes", r.HandshakeRTTs)
 		}
@@ -257,8 +280,8 @@ func PlotRunsRTT(path string, dirs []string) error {
 			names = append(names, name)
 		}
 		c.xs = append(c.xs, float64(r.Nodes))
-		c.p50 = append(c.p50, r.LatencyRTT.P50)
-		c.p99 = append(c.p99, r.LatencyRTT.P99)
+		c.p50 = append(c.p50, p50)
+		c.hi = append(c.hi, hi)
 		if !slices.Contains(ticks, float64(r.Nodes)) {
 			ticks = append(ticks, float64(r.Nodes))
 		}
@@ -266,8 +289,8 @@ func PlotRunsRTT(path string, dirs []string) error {
 	slices.Sort(names)
 	slices.Sort(ticks)
 	ch := chart{
-		title:  "Lookup latency in RPC round trips against network size (netsim run, 10 ms links)",
-		xlabel: "N, nodes (log scale)", ylabel: "lookup latency / RPC round trip", logX: true, legendTop: true, legendLeft: true, xTicks: ticks,
+		title:  title,
+		xlabel: "N, nodes (log scale)", ylabel: ylabel, logX: true, legendTop: true, legendLeft: true, xTicks: ticks,
 	}
 	for i, name := range names {
 		c := curves[name]
@@ -286,7 +309,7 @@ func PlotRunsRTT(path string, dirs []string) error {
 		xs := pick(c.xs)
 		ch.series = append(ch.series,
 			series{name: name + ", p50", xs: xs, ys: pick(c.p50), points: true, color: i + 1},
-			series{name: name + ", p99 (dashed)", xs: xs, ys: pick(c.p99), dashes: true, color: i + 1})
+			series{name: name + ", " + high + " (dashed)", xs: xs, ys: pick(c.hi), dashes: true, color: i + 1})
 	}
 	return ch.save(path)
 }

@@ -13,7 +13,7 @@ func TestPlotRunsRTT(t *testing.T) {
 	var dirs []string
 	for i, lookup := range []string{"early", "full"} {
 		d := filepath.Join(dir, lookup)
-		res := &Results{Nodes: 100 * (i + 1), Lookup: lookup, LatencyRTT: Percentiles{P50: 2, P99: 4}}
+		res := &Results{Nodes: 100 * (i + 1), Lookup: lookup, Announce: lookup, LatencyRTT: Percentiles{P50: 2, P99: 4}, AnnounceRTT: Percentiles{P50: 3, P90: 5}}
 		if err := WriteResults(d, res); err != nil {
 			t.Fatal(err)
 		}
@@ -25,6 +25,13 @@ func TestPlotRunsRTT(t *testing.T) {
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
 		t.Fatalf("plot: %v", err)
+	}
+	announces := filepath.Join(dir, "rtt_announce.png")
+	if err := PlotRunsAnnounceRTT(announces, dirs); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(announces); err != nil || fi.Size() == 0 {
+		t.Fatalf("announce plot: %v", err)
 	}
 	if err := PlotRunsRTT(path, []string{filepath.Join(dir, "none")}); err == nil {
 		t.Error("a directory without results.json was plotted")

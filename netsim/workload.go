@@ -43,6 +43,9 @@ type Uniform struct {
 	Pings int
 	// LookupTimeout bounds one lookup.
 	LookupTimeout time.Duration
+	// BusyGC leaves the collector running while announces and lookups are
+	// timed; by default it is held off then (see quietGC).
+	BusyGC bool
 	// Progress, if set, is called after each lookup: done of total.
 	Progress func(done, total int)
 }
@@ -202,6 +205,10 @@ type Results struct {
 	// HandshakeRTTs the round trips a new connection paid.
 	Lookup        string `json:"lookup"`
 	HandshakeRTTs int    `json:"handshake_rtts"`
+	// Announce is "early" (the default) or "full" (node.Config.FullAnnounce);
+	// BusyGC: the collector ran while announces and lookups were timed.
+	Announce string `json:"announce"`
+	BusyGC   bool   `json:"busy_gc"`
 
 	Successes   int        `json:"successes"`
 	SuccessRate float64    `json:"success_rate"`
@@ -221,9 +228,12 @@ type Results struct {
 	RServer1     float64 `json:"r_server_1"`
 	DownMean     float64 `json:"nodes_down_mean"`
 
-	StoredOnMean   float64 `json:"stored_on_mean"`
-	AnnounceErrors int     `json:"announce_errors"`
-	LookupErrors   int     `json:"lookup_errors"`
+	StoredOnMean float64 `json:"stored_on_mean"`
+	// AnnouncesEarly counts the announces that returned before their walk
+	// ended (node.AnnounceResult.Early).
+	AnnouncesEarly int `json:"announces_early"`
+	AnnounceErrors int `json:"announce_errors"`
+	LookupErrors   int `json:"lookup_errors"`
 	// Republishes counts republished records during the run: nonzero means
 	// some lookups may have found records put back after the failures.
 	Republishes int64 `json:"republishes"`
@@ -301,21 +311,30 @@ func (w Uniform) Run(ctx context.Context, nw *Network, seed uint64) (*Results, e
 		Nodes: nw.Size(), Replication: m, Rp: w.Rp, Lookups: w.Lookups, Keys: w.Keys,
 		Epochs: w.Epochs, Seed: seed, Latency: nw.cfg.Latency.String(), ScheduleSHA256: s.Hash(),
 		Schedule: s, Lookup: "early", HandshakeRTTs: nw.cfg.HandshakeRTTs,
+		Announce: "early", BusyGC: w.BusyGC,
+	}
+	if nw.cfg.Node.FullAnnounce {
+		res.Announce = "full"
 	}
 	if nw.cfg.Node.FullLookup {
 		res.Lookup = "full"
 	}
 	defer nw.SetDown(nil)
 	republishes := nw.republishes()
+	if !w.BusyGC {
+		defer quietGC()()
+	}
 
 	// Announce every key with every node up.
 	storedOn := make([]int, len(s.Keys))
 	announceErrs := make([]error, len(s.Keys))
 	announceMS := make([]float64, len(s.Keys))
+	early := make([]bool, len(s.Keys))
 	forEach(ctx, len(s.Keys), w.Concurrency, func(k int) {
 		t0 := time.Now()
 		r, err := nw.Node(s.Announcers[k]).Announce(ctx, s.Keys[k], 6881, true)
 		storedOn[k], announceErrs[k], announceMS[k] = r.StoredOn, err, ms(time.Since(t0))
+		early[k] = r.Early
 	})
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -324,6 +343,7 @@ func (w Uniform) Run(ctx context.Context, nw *Network, seed uint64) (*Results, e
 	var announced []float64
 	for k := range s.Keys {
 		stored += storedOn[k]
+		res.AnnouncesEarly += btoi(early[k])
 		if announceErrs[k] != nil {
 			res.AnnounceErrors++
 		} else {

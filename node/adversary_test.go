@@ -437,19 +437,23 @@ func runSybil(h host.Host, sybils []peer.AddrInfo, swallowed *atomic.Int64) {
 // to take the key's m storing slots, dropping what they get. The routing tables take at most DiversityPerTable of them, and
 // the storing nodes chosen include at most TargetsPerGroup: honest nodes
 // keep the record and honest lookups find it. With the protection off the
-// same attack takes the key.
+// same attack takes the key. The announce is the early one
+// (announce_early.go): as its walk hears of Sybils ever closer to the key,
+// each would take a new slot among the m closest heard of, so the limit
+// holds for all of an announce's PUTs; with that limit off (groupLimit
+// false) the Sybils get more copies than TargetsPerGroup.
 func TestSybilClosest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("120-node mocknet")
 	}
-	for _, protected := range []bool{true, false} {
-		t.Run(fmt.Sprintf("protected=%v", protected), func(t *testing.T) {
-			testSybilClosest(t, protected)
+	for _, c := range []struct{ protected, groupLimit bool }{{true, true}, {false, false}, {true, false}} {
+		t.Run(fmt.Sprintf("protected=%v,groupLimit=%v", c.protected, c.groupLimit), func(t *testing.T) {
+			testSybilClosest(t, c.protected, c.groupLimit)
 		})
 	}
 }
 
-func testSybilClosest(t *testing.T, protected bool) {
+func testSybilClosest(t *testing.T, protected, groupLimit bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const honest, sybils, m = 20, 100, 8
@@ -500,10 +504,12 @@ func testSybilClosest(t *testing.T, protected bool) {
 	an.refresh(honestNodes)
 
 	announcer := honestNodes[0]
+	announcer.apolicy.anyGroup = !groupLimit
 	res, err := announcer.Announce(ctx, key, 6881, true)
 	if err != nil {
 		t.Fatal(err)
 	}
+	announcer.followUps.wait()
 	holders := 0
 	for _, nd := range honestNodes {
 		if r, _ := nd.store.Get(ctx, key, 10); len(r.Entries) > 0 {
@@ -537,6 +543,13 @@ func testSybilClosest(t *testing.T, protected bool) {
 	if !protected {
 		if holders >= m-DefaultProtection().TargetsPerGroup && found == honest-1 {
 			t.Errorf("without protection the Sybils did not take the key: the attack in this test is too weak")
+		}
+		return
+	}
+	if !groupLimit {
+		if sybilPuts <= int64(DefaultProtection().TargetsPerGroup) {
+			t.Errorf("without the limit across the announce the Sybils got %d copies, no more than the limit %d: the attack in this test is too weak",
+				sybilPuts, DefaultProtection().TargetsPerGroup)
 		}
 		return
 	}

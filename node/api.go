@@ -13,6 +13,9 @@ import (
 type AnnounceResult struct {
 	StoredOn int // nodes that accepted the record (this node included when it is among the closest)
 	Targets  int // nodes it was offered to: min(m, known DHT servers)
+	// Early: the announce returned before its walk ended, the rest of the
+	// m closest still to get the record (announce_early.go).
+	Early bool
 }
 
 // Peer is a BitTorrent client found for a swarm.

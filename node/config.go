@@ -86,6 +86,12 @@ type Config struct {
 	// closest agree (see lookup_early.go): about two round trips instead
 	// of five to eight.
 	FullLookup bool
+	// FullAnnounce makes Announce wait for the whole DHT walk before it
+	// PUTs the record. Off (the default), the nodes near enough to be among
+	// the m closest get it while the walk runs, the announce returns once
+	// most of them took it, and the walk goes on to give it to the m
+	// closest it finds (see announce_early.go).
+	FullAnnounce bool
 	// LocalBridgedEndpoints lets bridged endpoints be any unicast address.
 	// Off (the default), a storing node refuses, and a lookup drops, a
 	// bridged endpoint that is not global unicast (records.IsGlobal:

@@ -48,6 +48,14 @@
 // nodes stored the record (AnnounceResult.StoredOn) of how many it was
 // offered to.
 //
+// Announce does not wait for the walk by default (announce_early.go, after
+// kad-dht's optimistic provide): it PUTs to the nodes heard of that the
+// network-size estimate says are among the m closest, returns once the m
+// closest heard of took the record (AnnounceResult.Early; two to three
+// round trips), and lets the walk finish behind it to give the record to
+// the m closest it finds, as above. Config.FullAnnounce walks first;
+// republishes and withdrawals always do.
+//
 // Announce saves the announcement in DataDir/announced.json (announced.go),
 // and a restarted node publishes the saved ones at once. AnnounceTransient,
 // the tracker front's call, is not saved: the front's clients announce

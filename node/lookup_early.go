@@ -87,6 +87,7 @@ type earlyWalk struct {
 	ksKey     ks.Key
 	m, q      int
 	threshold float64 // ask nodes nearer than this; +Inf: no estimate
+	size      float64 // the network's estimated size; 0: no estimate
 	peers     map[peer.ID]*walkPeer
 	envs      *envelopes // verified once, here and in merge
 	now       time.Time
@@ -108,7 +109,8 @@ func (n *Node) newEarlyWalk(key records.Key) *earlyWalk {
 		size = int32(n.tableSize())
 	}
 	if size > 0 {
-		w.threshold = mathext.GammaIncRegInv(float64(m), earlyCertainty) / float64(size)
+		w.size = float64(size)
+		w.threshold = mathext.GammaIncRegInv(float64(m), earlyCertainty) / w.size
 	}
 	return w
 }
@@ -440,9 +442,20 @@ func (n *Node) lookupEarly(ctx context.Context, key records.Key, want int, start
 }
 
 // targets are the walk's m closest nodes as closest (publish.go) ranks
-// them: this node too when it serves, sorted by distance, the diversity
-// filter applied, with routing-table peers added when it dropped some.
+// them (see candidates).
 func (w *earlyWalk) targets(found []peer.ID) []*walkPeer {
+	sorted := w.candidates(found)
+	out := make([]*walkPeer, 0, w.m)
+	for _, p := range sorted[:min(w.m, len(sorted))] {
+		out = append(out, w.heard(p))
+	}
+	return out
+}
+
+// candidates ranks the nodes a walk found as closest (publish.go) does:
+// this node too when it serves, sorted by distance, the diversity filter
+// applied, with routing-table peers added when it dropped some.
+func (w *earlyWalk) candidates(found []peer.ID) []peer.ID {
 	n := w.n
 	if n.serving() {
 		found = append(found, n.host.ID())
@@ -465,9 +478,5 @@ func (w *earlyWalk) targets(found []peer.ID) []*walkPeer {
 			n.refused.add(RefusedTargetIP)
 		}
 	}
-	out := make([]*walkPeer, 0, w.m)
-	for _, p := range sorted[:min(w.m, len(sorted))] {
-		out = append(out, w.heard(p))
-	}
-	return out
+	return sorted
 }

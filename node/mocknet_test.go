@@ -163,12 +163,18 @@ func TestMocknet50(t *testing.T) {
 			if res.StoredOn != m || res.Targets != m {
 				t.Fatalf("announce stored on %d of %d targets, want %d of %d", res.StoredOn, res.Targets, m, m)
 			}
+			// The early announce's walk goes on after it returned, and its
+			// early PUTs may have reached a near miss or two.
+			announcer.followUps.wait()
 			got := tn.holders(t, key, announcer.ID())
 			want := tn.trueClosest(key, m)
-			slices.Sort(got)
-			slices.Sort(want)
-			if !slices.Equal(got, want) {
-				t.Fatalf("record held by %v\nwant the %d closest %v", got, m, want)
+			for _, p := range want {
+				if !slices.Contains(got, p) {
+					t.Fatalf("record held by %v\nwant the %d closest %v", got, m, want)
+				}
+			}
+			if len(got) > m+2 {
+				t.Errorf("record held by %d nodes, the %d closest and %d more", len(got), m, len(got)-m)
 			}
 
 			wantEndpoint := netip.AddrPortFrom(connIP(t, announcer), 6881)

@@ -72,13 +72,15 @@ type Node struct {
 	unlogged       atomic.Int64                     // publish failures not logged at Warn since the last that was
 	bridged        map[records.Key][]netip.AddrPort // endpoints PublishBridged keeps published
 	lastSeq        uint64
-	publishes      keyLocks // one publish of a key at a time
+	publishes      keyLocks  // one publish of a key at a time
+	followUps      followUps // announces' walks and PUTs that go on after they return
 
 	stats     counters
 	guard     *guard
 	refused   *tally       // requests and routing-table entries turned away
 	rejected  *tally       // PUTs refused, by reason
 	policy    lookupPolicy // the zero value; tests turn protections off
+	apolicy   announcePolicy
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -544,6 +546,7 @@ func (n *Node) Close() error {
 		}
 		n.cancel()
 		n.wg.Wait()
+		n.followUps.close()
 		if n.rdv != nil {
 			errs = append(errs, n.rdv.close())
 		}

@@ -60,7 +60,7 @@ func (n *Node) announce(ctx context.Context, key records.Key, port uint16, seed,
 	n.announced[key] = announcement{port: port, seed: seed, expires: old.expires, transient: transient}
 	n.announcedDirty = n.announcedDirty || changed && !transient
 	n.mu.Unlock()
-	res, err := n.publish(ctx, key, port, seed, false)
+	res, err := n.publishAnnounce(ctx, key, port, seed)
 	n.settle(key, res, err)
 	if changed {
 		n.persistAnnounced() // a new announcement survives a crash right after

@@ -32,7 +32,7 @@ var netsimFlags = map[string][]string{
 	"nodes": {"run", "experiment", "process"}, "latency": {"run", "experiment"}, "bandwidth": {"run"},
 	"replication": {"run", "experiment", "process"}, "rp": {"run", "experiment"}, "lookups": {"run", "experiment", "process"},
 	"keys": {"run", "process"}, "epochs": {"run", "experiment"}, "seed": {"run", "experiment", "process"}, "out": {"run", "experiment", "process", "plot-rtt"},
-	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"}, "full-lookup": {"run"}, "handshake-rtts": {"run"}, "replot": {"experiment"},
+	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"}, "full-lookup": {"run"}, "handshake-rtts": {"run"}, "full-announce": {"run"}, "busy-gc": {"run"}, "replot": {"experiment"},
 	"binary": {"process"}, "netns": {"process"}, "nat-share": {"process"}, "duration": {"process"}, "ttf": {"process"}, "ttr": {"process"},
 	"republish": {"process"}, "record-ttl": {"process"},
 }
@@ -60,6 +60,8 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "announces or lookups in flight at once")
 	fs.IntVar(&c.MaxConns, "max-conns", 0, "trim each node's connections to `C` between phases (routing-table peers kept first), 0 to keep all: saves memory in large networks")
 	fs.BoolVar(&c.FullLookup, "full-lookup", false, "wait for the whole DHT walk before asking the storing nodes (the lookup before the early answer), for comparison")
+	fs.BoolVar(&c.FullAnnounce, "full-announce", false, "wait for the whole DHT walk before storing an announce's record (the announce before the early PUTs), for comparison")
+	fs.BoolVar(&c.BusyGC, "busy-gc", false, "leave the Go collector running while announces and lookups are timed (by default it is held off then: one process holds every node's heap, and its collections stall the timed lookups), for comparison")
 	fs.IntVar(&c.HandshakeRTTs, "handshake-rtts", 0, "round trips each new connection waits before it opens, for the handshake mocknet skips (QUIC 1, TCP+Noise 2-3)")
 	fs.IntVar(&c.MaxNodes, "max-nodes", c.MaxNodes, "the largest `N` the n experiment tries (100, 200, 400, ... up to it)")
 	fs.BoolVar(&c.Replot, "replot", false, "draw an experiment's plots again from the JSON in --out, without running it")
@@ -170,7 +172,11 @@ func (n *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 		if err := netsim.PlotRunsRTT(path, n.dirs); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "wrote %s\n", path)
+		announces := filepath.Join(c.Out, "rtt_announce.png")
+		if err := netsim.PlotRunsAnnounceRTT(announces, n.dirs); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s and %s\n", path, announces)
 		return nil
 	case "run":
 		res, err := netsim.RunCommand(ctx, c)
