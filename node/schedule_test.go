@@ -213,3 +213,22 @@ func TestSetBridged(t *testing.T) {
 		t.Fatalf("%d keys still scheduled after withdrawing them all", st.Keys)
 	}
 }
+
+// Tests and netsim run the daemon with --republish 10s --record-ttl 30s.
+func TestShortIntervalsValidate(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.RepublishInterval, cfg.RecordTTL = 10*time.Second, 30*time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{cfg: cfg}
+	n.sch = newScheduler(n)
+	// The next publish is always before the record expires, whatever
+	// the region's slot.
+	now := time.Now()
+	for r := range uint64(64) {
+		if due := n.sch.slot(r, 6, now.Add(cfg.RepublishInterval/2)); due.Sub(now) > cfg.RecordTTL {
+			t.Fatalf("region %d due after the TTL", r)
+		}
+	}
+}
