@@ -475,6 +475,9 @@ func (n *Node) settle(key records.Key, res AnnounceResult, err error) {
 		if _, bridged := n.bridged[key]; bridged {
 			ttl = min(ttl, n.cfg.BridgedRecordTTL)
 		}
+		if !st.expires.IsZero() && !st.lapsed && wall.After(st.expires) && n.sch != nil {
+			n.sch.lapsed.Add(1) // lapsed between two looks of the scheduler
+		}
 		st.failures, st.expires, st.lapsed = 0, wall.Add(ttl), false
 		st.due = n.nextDue(st, key, wall, ttl)
 		if a, ok := n.announced[key]; ok {

@@ -33,8 +33,8 @@ var netsimFlags = map[string][]string{
 	"replication": {"run", "experiment", "process"}, "rp": {"run", "experiment"}, "lookups": {"run", "experiment", "process"},
 	"keys": {"run", "process"}, "epochs": {"run", "experiment"}, "seed": {"run", "experiment", "process"}, "out": {"run", "experiment", "process", "plot-rtt"},
 	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"}, "full-lookup": {"run"}, "handshake-rtts": {"run"}, "replot": {"experiment"},
-	"binary": {"process"}, "netns": {"process"}, "nat-share": {"process"}, "duration": {"process"}, "ttf": {"process"}, "ttr": {"process"},
-	"republish": {"process"}, "record-ttl": {"process"},
+	"binary": {"process"}, "netns": {"process"}, "nat-share": {"process"}, "duration": {"run", "process"}, "ttf": {"process"}, "ttr": {"process"},
+	"republish": {"run", "process"}, "record-ttl": {"run", "process"}, "old-scheduler": {"run"},
 }
 
 func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner, error) {
@@ -67,11 +67,12 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 	fs.Lookup("binary").DefValue = "this executable"
 	fs.BoolVar(&c.Netns, "netns", false, "put each daemon in a network namespace of its own with its own address (needs root and iproute2)")
 	fs.Float64Var(&c.NATShare, "nat-share", 0, "put share `S` of the daemons (never the first) behind a NAT without port mapping, each in a LAN namespace behind a masquerading router namespace (needs --netns and nftables)")
-	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long the process scenario runs")
+	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long the process scenario runs; for run, how long the lookups of the republish workload run (with --republish or --record-ttl as well, run is that workload: node 0 announces --keys torrents and republishes them)")
 	fs.DurationVar(&c.TTF, "ttf", 0, "mean time to failure of a daemon (exponential; SIGKILL), 0 for no failures")
 	fs.DurationVar(&c.TTR, "ttr", c.TTR, "mean time to repair (exponential; restart on the same data dir)")
-	fs.DurationVar(&c.Republish, "republish", c.Republish, "the daemons' --republish")
-	fs.DurationVar(&c.RecordTTL, "record-ttl", c.RecordTTL, "the daemons' --record-ttl")
+	fs.DurationVar(&c.Republish, "republish", c.Republish, "the daemons' --republish (run: the nodes' republish interval, and the republish workload)")
+	fs.DurationVar(&c.RecordTTL, "record-ttl", c.RecordTTL, "the daemons' --record-ttl (run: the nodes' record TTL, and the republish workload)")
+	fs.BoolVar(&c.SerialRepublish, "old-scheduler", false, "run's republish workload with the old serial scheduler (a walk per key, one key after another), for comparison")
 
 	return func(pos []string) (runner, error) {
 		if len(pos) == 0 {
@@ -107,6 +108,11 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 		})
 		if len(wrong) > 0 {
 			return nil, fmt.Errorf("%s: not a flag of netsim %s", strings.Join(wrong, ", "), n.sub)
+		}
+		if n.sub == "run" {
+			fs.Visit(func(f *flag.Flag) {
+				c.Publish = c.Publish || f.Name == "republish" || f.Name == "record-ttl" || f.Name == "duration" || f.Name == "old-scheduler"
+			})
 		}
 		if c.NATShare < 0 || c.NATShare >= 1 || (c.NATShare > 0 && !c.Netns) {
 			return nil, errors.New("--nat-share must be in [0, 1) and needs --netns")
@@ -185,8 +191,13 @@ func (n *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 			res.LatencyMS.P50, res.LatencyMS.P95, res.LatencyMS.P99, res.RPCRTTMS, res.LatencyRTT.P50, res.LatencyRTT.P95, res.LatencyRTT.P99)
 		fmt.Fprintf(stdout, "announce p50 %.1f ms, p90 %.1f ms: p50 %.1f, p90 %.1f round trips\n",
 			res.AnnounceMS.P50, res.AnnounceMS.P90, res.AnnounceRTT.P50, res.AnnounceRTT.P90)
-		fmt.Fprintf(stdout, "built in %.0fs; %.2f MB per node (Go heap and stacks), RSS %.0f MB (peak %.0f MB)\n",
-			res.BuildSeconds, float64(res.Memory.PerNode)/(1<<20), float64(res.Memory.RSS)/(1<<20), float64(res.Memory.PeakRSS)/(1<<20))
+		if res.Memory != nil {
+			fmt.Fprintf(stdout, "built in %.0fs; %.2f MB per node (Go heap and stacks), RSS %.0f MB (peak %.0f MB)\n",
+				res.BuildSeconds, float64(res.Memory.PerNode)/(1<<20), float64(res.Memory.RSS)/(1<<20), float64(res.Memory.PeakRSS)/(1<<20))
+		}
+		if res.Publish != nil {
+			fmt.Fprintf(stdout, "%s\n", res.Publish)
+		}
 		fmt.Fprintf(stdout, "wrote %s/results.json and %s/lookups.csv\n", c.Out, c.Out)
 		return nil
 	}
