@@ -1,10 +1,16 @@
 package netsim
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +65,9 @@ type PublishResults struct {
 	// hour (the messages alone, without transport framing).
 	RPCsPerKeyRound float64 `json:"rpcs_per_key_round"`
 	BytesPerKeyHour float64 `json:"bytes_per_key_hour"`
+	// BytesPerKeyRound is the same per republish interval: times 6, the
+	// cost per hour at the default 10-minute interval.
+	BytesPerKeyRound float64 `json:"bytes_per_key_round"`
 	// Scheduler is "regions" or "serial" (the old one).
 	Scheduler      string  `json:"scheduler"`
 	Republish      string  `json:"republish"`
@@ -217,6 +226,7 @@ func (p Publish) Run(ctx context.Context, nw *Network, seed uint64) (*Results, e
 	bytes := float64(after.PutBytes-before.PutBytes) + float64(pr.WalkQueries)*float64(findNodeBytes(keys[0]))
 	pr.RPCsPerKeyRound = rpcs / float64(p.Keys) / pr.Rounds
 	pr.BytesPerKeyHour = bytes / float64(p.Keys) / elapsed.Hours()
+	pr.BytesPerKeyRound = bytes / float64(p.Keys) / pr.Rounds
 	// Queries per walk: of the republish walks, or failing those, of the
 	// first announces'.
 	if pr.Walks > 0 {
@@ -282,4 +292,64 @@ func (pr *PublishResults) String() string {
 	return fmt.Sprintf("%s scheduler, %d keys: %d records lapsed, %d keys unheld at the end; %.1f RPCs per key and round of %s, %.0f bytes per key and hour; capacity about %d keys; Mainline: %.1f RPCs per key and 30 min, %.0f bytes per key and hour",
 		pr.Scheduler, pr.Keys, pr.Lapsed, pr.KeysUnheld, pr.RPCsPerKeyRound, pr.Republish, pr.BytesPerKeyHour,
 		pr.CapacityKeys, pr.MainlineRPCsPer30Min, pr.MainlineBytesPerKeyHour)
+}
+
+// PlotRunsPublish reads the results.json of republish runs (`netsim run
+// --republish ...`) and plots the announcer's RPCs per key and republish
+// round against K, one curve per scheduler, beside Mainline's walk plus 8
+// announces per torrent and 30 minutes, to path.
+func PlotRunsPublish(path string, dirs []string) error {
+	type point struct{ k, rpcs float64 }
+	curves := make(map[string][]point)
+	var ticks []float64
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "results.json"))
+		if err != nil {
+			return err
+		}
+		var r Results
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("netsim: %s: %w", d, err)
+		}
+		if r.Publish == nil {
+			return fmt.Errorf("netsim: %s is not a republish run", d)
+		}
+		pr := r.Publish
+		name := pr.Scheduler + " scheduler"
+		curves[name] = append(curves[name], point{float64(pr.Keys), pr.RPCsPerKeyRound})
+		curves["Mainline (a walk + 8 announces per 30 min)"] = append(curves["Mainline (a walk + 8 announces per 30 min)"], point{float64(pr.Keys), pr.MainlineRPCsPer30Min})
+		if !slices.Contains(ticks, float64(pr.Keys)) {
+			ticks = append(ticks, float64(pr.Keys))
+		}
+	}
+	slices.Sort(ticks)
+	ch := chart{
+		title:  "Republishing: the announcer's RPCs per key and round against K (netsim, 1000 nodes, 10 ms links)",
+		xlabel: "K, keys announced by one node (log scale)", ylabel: "RPCs per key and republish round", logX: true, legendTop: true, xTicks: ticks,
+	}
+	names := make([]string, 0, len(curves))
+	for name := range curves {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for i, name := range names {
+		ps := curves[name]
+		slices.SortFunc(ps, func(a, b point) int { return cmp.Compare(a.k, b.k) })
+		// One point per K: the mean of the runs at it.
+		var xs, ys []float64
+		for j := 0; j < len(ps); {
+			k, sum, n := ps[j].k, 0.0, 0
+			for ; j < len(ps) && ps[j].k == k; j++ {
+				sum += ps[j].rpcs
+				n++
+			}
+			xs, ys = append(xs, k), append(ys, sum/float64(n))
+		}
+		sr := series{name: name, xs: xs, ys: ys, points: true, color: i + 1}
+		if strings.HasPrefix(name, "Mainline") {
+			sr.points, sr.dashes = false, true
+		}
+		ch.series = append(ch.series, sr)
+	}
+	return ch.save(path)
 }

@@ -34,9 +34,15 @@ import (
 const (
 	// regionWorkers is how many regions are worked on at once, and
 	// keyWorkers how many keys have PUTs in flight at once over all of
-	// them (each key's m PUTs go out in parallel).
-	regionWorkers = 4
-	keyWorkers    = 16
+	// them (each key's m PUTs go out in parallel). regionKeys bounds the
+	// keys in flight of one region: they go to the same few storing
+	// nodes, which allow a peer 50 requests a second (PeerRate) and 64
+	// streams (MaxStreamsPerPeer); 4 at a time stays under both at any
+	// round trip above 80 ms, and a region's keys wait for each other
+	// rather than being refused.
+	regionWorkers = 8
+	keyWorkers    = 32
+	regionKeys    = 4
 	// regionNodes is about how many DHT nodes a region should hold: a walk
 	// returns kad-dht's 20 closest nodes (bucketSize), and the m closest
 	// of a key must lie among them, so a region is a fraction of that.
@@ -241,6 +247,7 @@ func (s *scheduler) runRegion(b batch) {
 		union   = make(map[peer.ID]struct{})
 		pending = b.keys
 		wg      sync.WaitGroup
+		inJob   = make(chan struct{}, regionKeys)
 	)
 	for len(pending) > 0 && ctx.Err() == nil {
 		target := pending[0]
@@ -272,12 +279,18 @@ func (s *scheduler) runRegion(b batch) {
 				continue
 			}
 			select {
-			case s.keys <- struct{}{}:
+			case inJob <- struct{}{}:
 			case <-ctx.Done():
 				continue // closing or out of time: the key stays due
 			}
+			select {
+			case s.keys <- struct{}{}:
+			case <-ctx.Done():
+				<-inJob
+				continue
+			}
 			wg.Go(func() {
-				defer func() { <-s.keys }()
+				defer func() { <-s.keys; <-inJob }()
 				s.publishKey(ctx, k, peers, nil)
 			})
 		}

@@ -19,9 +19,9 @@ import (
 // netsimCmd is `kadtracker netsim run|experiment NAME|process`, whose
 // engines are netsim.RunCommand, ExperimentCommand and ProcessCommand.
 type netsimCmd struct {
-	sub  string   // run, experiment, process or plot-rtt
+	sub  string   // run, experiment, process, plot-rtt or plot-publish
 	name string   // the experiment
-	dirs []string // plot-rtt's run directories
+	dirs []string // plot-rtt's and plot-publish's run directories
 
 	c                    netsim.Command
 	latency, replication string // parsed into c when run
@@ -31,7 +31,7 @@ type netsimCmd struct {
 var netsimFlags = map[string][]string{
 	"nodes": {"run", "experiment", "process"}, "latency": {"run", "experiment"}, "bandwidth": {"run"},
 	"replication": {"run", "experiment", "process"}, "rp": {"run", "experiment"}, "lookups": {"run", "experiment", "process"},
-	"keys": {"run", "process"}, "epochs": {"run", "experiment"}, "seed": {"run", "experiment", "process"}, "out": {"run", "experiment", "process", "plot-rtt"},
+	"keys": {"run", "process"}, "epochs": {"run", "experiment"}, "seed": {"run", "experiment", "process"}, "out": {"run", "experiment", "process", "plot-rtt", "plot-publish"},
 	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"}, "full-lookup": {"run"}, "handshake-rtts": {"run"}, "replot": {"experiment"},
 	"binary": {"process"}, "netns": {"process"}, "nat-share": {"process"}, "duration": {"run", "process"}, "ttf": {"process"}, "ttr": {"process"},
 	"republish": {"run", "process"}, "record-ttl": {"run", "process"}, "old-scheduler": {"run"},
@@ -84,9 +84,9 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 			if err := wantArgs(pos[1:]); err != nil {
 				return nil, err
 			}
-		case "plot-rtt":
+		case "plot-rtt", "plot-publish":
 			if len(pos) < 2 {
-				return nil, errors.New("plot-rtt needs the directories of netsim runs")
+				return nil, fmt.Errorf("%s needs the directories of netsim runs", n.sub)
 			}
 			n.dirs = pos[1:]
 		case "experiment":
@@ -98,7 +98,7 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 				return nil, fmt.Errorf("unknown experiment %q: want %s", n.name, experimentNames())
 			}
 		default:
-			return nil, fmt.Errorf("unknown netsim command %q: want run, experiment NAME, process or plot-rtt", n.sub)
+			return nil, fmt.Errorf("unknown netsim command %q: want run, experiment NAME, process, plot-rtt or plot-publish", n.sub)
 		}
 		var wrong []string
 		fs.Visit(func(f *flag.Flag) {
@@ -168,12 +168,15 @@ func (n *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 	switch n.sub {
 	case "experiment":
 		return netsim.ExperimentCommand(ctx, c, n.name)
-	case "plot-rtt":
-		path := filepath.Join(c.Out, "rtt_n.png")
+	case "plot-rtt", "plot-publish":
+		path, plot := filepath.Join(c.Out, "rtt_n.png"), netsim.PlotRunsRTT
+		if n.sub == "plot-publish" {
+			path, plot = filepath.Join(c.Out, "publish_k.png"), netsim.PlotRunsPublish
+		}
 		if err := os.MkdirAll(c.Out, 0o755); err != nil {
 			return err
 		}
-		if err := netsim.PlotRunsRTT(path, n.dirs); err != nil {
+		if err := plot(path, n.dirs); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "wrote %s\n", path)
