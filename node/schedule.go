@@ -404,8 +404,10 @@ type walked struct {
 
 // newWalked reads what a walk towards target found: kad-dht's bucketSize
 // closest nodes it reached, so every node closer than the farthest of them
-// is among them; fewer means the network holds no more. This node, which
-// closest adds, does not count.
+// is among them. Fewer means the network holds no more when the routing
+// table is that small too; otherwise the diversity filter dropped some
+// (nodes no key goes to anyway), and the farthest found bounds what is
+// known. This node, which closest adds, does not count.
 func newWalked(n *Node, target records.Key, found []peer.ID) walked {
 	w := walked{target: kb.ConvertKey(target.DHTKey())}
 	others := make([]peer.ID, 0, len(found))
@@ -414,9 +416,16 @@ func newWalked(n *Node, target records.Key, found []peer.ID) walked {
 			others = append(others, p)
 		}
 	}
-	if len(others) >= bucketSize {
-		others = kb.SortClosestPeers(others, w.target)
+	others = kb.SortClosestPeers(others, w.target)
+	switch {
+	case len(others) >= bucketSize:
 		w.reach = kb.Xor(kb.ConvertPeerID(others[bucketSize-1]), w.target)
+	case n.dht.RoutingTable().Size() < bucketSize:
+		// The whole network: reach stays nil.
+	case len(others) > 0:
+		w.reach = kb.Xor(kb.ConvertPeerID(others[len(others)-1]), w.target)
+	default:
+		w.reach = make([]byte, len(w.target)) // covers no other key
 	}
 	return w
 }
