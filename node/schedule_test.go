@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -229,6 +230,79 @@ func TestShortIntervalsValidate(t *testing.T) {
 	for r := range uint64(64) {
 		if due := n.sch.slot(r, 6, now.Add(cfg.RepublishInterval/2)); due.Sub(now) > cfg.RecordTTL {
 			t.Fatalf("region %d due after the TTL", r)
+		}
+	}
+}
+
+// BenchmarkRepublishRound republishes K keys of one node in a mocknet of
+// 100 nodes with 10 ms links, once per op, with the region scheduler and
+// with the serial one (a walk per key): RPCs (walk queries and PUTs) and
+// walks per key, and wall time per key. go test -run '^$' -bench
+// RepublishRound ./node/
+func BenchmarkRepublishRound(b *testing.B) {
+	for _, serial := range []bool{false, true} {
+		for _, k := range []int{100, 1000} {
+			if serial && k > 100 {
+				continue // a walk per key costs the same at any K
+			}
+			name := fmt.Sprintf("regions/keys=%d", k)
+			if serial {
+				name = fmt.Sprintf("serial/keys=%d", k)
+			}
+			b.Run(name, func(b *testing.B) {
+				tn := newTestNet(b, 100, 10*time.Millisecond, func(c *Config) {
+					// Nothing comes due on its own during the benchmark.
+					c.RepublishInterval, c.RecordTTL, c.MaxRecordTTL = time.Hour, 2*time.Hour, 2*time.Hour
+				})
+				a := tn.nodes[0]
+				rng := rand.New(rand.NewPCG(uint64(k), 21))
+				ctx := context.Background()
+				keys := make([]records.Key, k)
+				for i := range keys {
+					keys[i] = randomKey(b, rng, false)
+					if _, err := a.AnnounceTransient(ctx, keys[i], 6881, true); err != nil {
+						b.Fatal(err)
+					}
+				}
+				before := a.Stats().Publish
+				b.ResetTimer()
+				for b.Loop() {
+					if serial {
+						for _, key := range keys {
+							if _, _, err := a.republish(ctx, key); err != nil {
+								b.Fatal(err)
+							}
+						}
+						continue
+					}
+					round := time.Now()
+					a.mu.Lock()
+					for _, st := range a.sched {
+						st.due = time.Time{}
+					}
+					a.mu.Unlock()
+					a.sch.kick()
+					for {
+						a.mu.Lock()
+						left := 0
+						for _, st := range a.sched {
+							if !st.due.After(round) || st.queued {
+								left++
+							}
+						}
+						a.mu.Unlock()
+						if left == 0 {
+							break
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+				}
+				after := a.Stats().Publish
+				per := float64(b.N) * float64(k)
+				b.ReportMetric(float64(after.WalkQueries-before.WalkQueries+after.PutsSent-before.PutsSent)/per, "rpcs/key")
+				b.ReportMetric(float64(after.Walks-before.Walks)/per, "walks/key")
+				b.ReportMetric(float64(b.Elapsed().Milliseconds())/per, "ms/key")
+			})
 		}
 	}
 }
