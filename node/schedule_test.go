@@ -103,14 +103,18 @@ func TestSlot(t *testing.T) {
 }
 
 // republishRun announces keys from one node of a mocknet network and
-// returns its publish stats after two record TTLs.
-func republishRun(t *testing.T, serial bool, keys int) (PublishStats, *testNet, []records.Key) {
+// returns its publish stats after ttls record TTLs.
+func republishRun(t *testing.T, serial bool, keys int, ttls float64) (PublishStats, *testNet, []records.Key) {
 	t.Helper()
-	tn := newTestNet(t, 30, 5*time.Millisecond, func(c *Config) {
+	// 20 ms links: a serial publish (a walk of two or three hops and a
+	// PUT) takes 120 ms or more, so a serial round of 150 keys outlasts
+	// the TTL on any machine; the scheduler's work (450 PUTs per interval)
+	// fits under -race on a loaded one.
+	tn := newTestNet(t, 30, 20*time.Millisecond, func(c *Config) {
 		c.Replication = 3
-		c.RecordTTL = 4 * time.Second
-		c.RepublishInterval = 1500 * time.Millisecond
-		c.BridgedRecordTTL = 4 * time.Second
+		c.RecordTTL = 10 * time.Second
+		c.RepublishInterval = 3 * time.Second
+		c.BridgedRecordTTL = 10 * time.Second
 		c.SerialRepublish = serial
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -133,11 +137,11 @@ func republishRun(t *testing.T, serial bool, keys int) (PublishStats, *testNet, 
 		})
 	}
 	wg.Wait()
-	time.Sleep(2 * a.cfg.RecordTTL)
+	time.Sleep(time.Duration(ttls * float64(a.cfg.RecordTTL)))
 	return a.Stats().Publish, tn, ks
 }
 
-// The scheduler keeps 150 keys alive on a 30-node network with a 1.5 s
+// The scheduler keeps 150 keys alive on a 30-node network with a 3 s
 // interval, sharing walks between the keys of a region; the serial
 // scheduler, a walk per key one after another, cannot, and records lapse.
 func TestSchedulerKeepsKeysAlive(t *testing.T) {
@@ -145,7 +149,7 @@ func TestSchedulerKeepsKeysAlive(t *testing.T) {
 		t.Skip("mocknet run of several seconds")
 	}
 	const keys = 150
-	st, tn, ks := republishRun(t, false, keys)
+	st, tn, ks := republishRun(t, false, keys, 2)
 	if st.LapsedTotal != 0 {
 		t.Fatalf("%d records lapsed", st.LapsedTotal)
 	}
@@ -153,7 +157,7 @@ func TestSchedulerKeepsKeysAlive(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	// Rounds: two TTLs of intervals plus the first publish.
-	rounds := int64(2*4000/1500) + 1
+	rounds := int64(2*10/3) + 1
 	if st.Walks >= rounds*keys/2 {
 		t.Fatalf("%d walks for %d keys in about %d rounds: regions do not share walks", st.Walks, keys, rounds)
 	}
@@ -165,7 +169,7 @@ func TestSchedulerKeepsKeysAlive(t *testing.T) {
 	t.Logf("scheduler: %+v", st)
 
 	t.Run("control: serial", func(t *testing.T) {
-		st, _, _ := republishRun(t, true, keys)
+		st, _, _ := republishRun(t, true, keys, 1.5)
 		if st.LapsedTotal == 0 {
 			t.Fatalf("the serial scheduler kept every key alive (%+v): the setup does not load it", st)
 		}
