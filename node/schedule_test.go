@@ -256,7 +256,7 @@ func BenchmarkRepublishRound(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				tn := newTestNet(b, 100, 10*time.Millisecond, func(c *Config) {
 					// Nothing comes due on its own during the benchmark.
-					c.RepublishInterval, c.RecordTTL, c.MaxRecordTTL = time.Hour, 2*time.Hour, 2*time.Hour
+					c.RepublishInterval, c.RecordTTL, c.BridgedRecordTTL = 20*time.Minute, time.Hour, 30*time.Minute
 				})
 				a := tn.nodes[0]
 				rng := rand.New(rand.NewPCG(uint64(k), 21))
