@@ -66,6 +66,7 @@ type scheduler struct {
 	seed maphash.Seed // the node's own phase of the region slots
 	wake chan struct{}
 	done chan struct{} // a region job ended
+	keys chan struct{} // a slot of keyWorkers
 
 	lapsed atomic.Int64 // records that expired before their republish
 
@@ -76,7 +77,6 @@ type scheduler struct {
 	// serialCost is one publish in the serial scheduler (walk and PUTs).
 	serialCost float64
 	warned     time.Time // last Warn about capacity
-	keys       chan struct{}
 }
 
 func newScheduler(n *Node) *scheduler {
