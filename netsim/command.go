@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kadtracker/kadtracker/node"
+	"github.com/kadtracker/kadtracker/records"
 )
 
 // Command is one `kadtracker netsim` command line in plain values. A zero
@@ -42,6 +43,10 @@ type Command struct {
 	// BusyGC leaves the collector on while lookups are timed (Uniform), for
 	// comparison.
 	FullAnnounce, BusyGC bool
+	// Publish makes run the republish workload (Publish) with Keys,
+	// Republish, RecordTTL and Duration; SerialRepublish runs it with the
+	// old serial scheduler.
+	Publish, SerialRepublish bool
 	// MaxNodes is the largest network of the n experiment: it tries 100,
 	// 200, 400, ... up to it.
 	MaxNodes int
@@ -123,6 +128,9 @@ func RunCommand(ctx context.Context, c Command) (*Results, error) {
 	cfg.Node.FullAnnounce = c.FullAnnounce
 	NoRepublish(&cfg)
 	cfg.Progress = c.progress("joining")
+	if c.Publish {
+		return c.runPublish(ctx, cfg)
+	}
 	w := DefaultUniform()
 	w.Rp = orDefault(c.Rp, 1)
 	w.Lookups = orDefault(c.Lookups, 200)
@@ -138,6 +146,32 @@ func RunCommand(ctx context.Context, c Command) (*Results, error) {
 		return nil, err
 	}
 	res, err := RunNetwork(ctx, cfg, w, c.Seed)
+	if err != nil {
+		return nil, err
+	}
+	if err := WriteResults(c.Out, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// runPublish is `kadtracker netsim run --republish D --record-ttl D
+// --duration D`: node 0 announces c.Keys torrents and republishes them.
+func (c Command) runPublish(ctx context.Context, cfg Config) (*Results, error) {
+	cfg.Node.RepublishInterval, cfg.Node.RecordTTL = c.Republish, c.RecordTTL
+	cfg.Node.MaxRecordTTL = max(cfg.Node.MaxRecordTTL, c.RecordTTL)
+	cfg.Node.BridgedRecordTTL = min(records.MaxBridgedTTL, max(c.RecordTTL, c.Republish+time.Second))
+	cfg.Node.SerialRepublish = c.SerialRepublish
+	p := DefaultPublish()
+	p.Keys = orDefault(c.Keys, p.Keys)
+	p.Lookups = orDefault(c.Lookups, p.Lookups)
+	p.Duration = c.Duration
+	p.Concurrency = max(c.Concurrency, p.Concurrency)
+	p.Progress = c.progress("lookups")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	res, err := RunPublish(ctx, cfg, p, c.Seed)
 	if err != nil {
 		return nil, err
 	}

@@ -248,6 +248,8 @@ type Results struct {
 	AnnounceRTT Percentiles `json:"announce_rtt"`
 
 	Memory *Memory `json:"memory,omitempty"`
+	// Publish is the republish workload's (Publish), absent from others.
+	Publish *PublishResults `json:"publish,omitempty"`
 	// BuildSeconds is how long the network took to build (RunNetwork);
 	// Seconds how long the workload ran.
 	BuildSeconds float64   `json:"build_seconds,omitempty"`

@@ -151,7 +151,7 @@ func (n *Node) announceEarly(ctx context.Context, key records.Key, port uint16, 
 	if w.size == 0 {
 		return n.publish(ctx, key, port, seed, false)
 	}
-	rec, err := n.announceRecord(key, port, seed)
+	rec, err := n.record(key, port, seed, false)
 	if err != nil {
 		return AnnounceResult{}, err
 	}
@@ -187,29 +187,6 @@ func (n *Node) announceEarly(ctx context.Context, key records.Key, port uint16, 
 type publishOutcome struct {
 	res AnnounceResult
 	err error
-}
-
-// announceRecord is the record publish would seal for an announce of key.
-func (n *Node) announceRecord(key records.Key, port uint16, seed bool) (records.Record, error) {
-	rec := records.Record{
-		Key:       key,
-		Announcer: n.host.ID(),
-		Port:      port,
-		Seed:      seed,
-		Seq:       n.nextSeq(),
-		Expires:   n.now().Add(n.cfg.RecordTTL),
-	}
-	n.mu.Lock()
-	eps := n.bridged[key]
-	n.mu.Unlock()
-	if len(eps) > 0 {
-		rec.Bridged, rec.Endpoints = true, eps
-		rec.Expires = n.now().Add(min(n.cfg.RecordTTL, n.cfg.BridgedRecordTTL))
-	}
-	if _, err := records.Seal(rec, n.key); err != nil {
-		return records.Record{}, err // unfit whatever the address
-	}
-	return rec, nil
 }
 
 // announcePolicy turns the early announce's protections off, for the

@@ -96,6 +96,22 @@ type Stats struct {
 	PublicAddrs []ma.Multiaddr
 	PortMapping PortMappingStats
 	Rendezvous  RendezvousStats
+	Publish     PublishStats
+}
+
+// PublishStats describe the republish scheduler.
+type PublishStats struct {
+	// Keys this node keeps published: announced, bridged, or both.
+	Keys int
+	// CapacityKeys is about how many keys the scheduler can keep alive at
+	// the republish interval, from its measured costs; 0 until measured.
+	CapacityKeys int
+	// LapsedTotal counts records that expired on the storing nodes before
+	// this node published them again, since start.
+	LapsedTotal int64
+	// What publishing sent since start: DHT walks and the queries they
+	// made, PUT requests and the bytes of their envelopes.
+	Walks, WalkQueries, PutsSent, PutBytes int64
 }
 
 // RoutingPeer is one routing table entry.

@@ -71,6 +71,10 @@ type Config struct {
 	// RepublishInterval is how often announced records are published again;
 	// it must be shorter than RecordTTL.
 	RepublishInterval time.Duration
+	// SerialRepublish republishes one key after another, each with a walk
+	// of its own, instead of the scheduler's regions (schedule.go): the
+	// old scheduler, kept for netsim's comparison.
+	SerialRepublish bool
 	// MaxRecordTTL is the longest TTL this node accepts from others.
 	MaxRecordTTL time.Duration
 	// BridgedRecordTTL is the TTL of a record carrying bridged endpoints

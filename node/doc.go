@@ -75,13 +75,18 @@
 // place until it expires and serve it, so a storing node replaying the
 // withdrawn record loses to those holding the tombstone.
 //
-// Each announced or bridged key has its own republish schedule (settle):
-// due again RepublishInterval after a publish some storing node took, so
-// records live while announced and lapse within RecordTTL after a crash;
-// after one none took, retried after 30 s, doubling per failure up to
-// RepublishInterval, with ±25% jitter. A failing key is logged at Warn at
-// most once per 10 minutes, and at most 10 Warn lines per 10 minutes over
-// all keys; the rest go to Debug and are counted in the next Warn.
+// One scheduler republishes every announced or bridged key (schedule.go):
+// keys due are grouped by keyspace region, so one walk serves the keys of
+// a region, and regions come due at slots spread over RepublishInterval.
+// A key is due again at its region's slot about RepublishInterval after a
+// publish some storing node took, so records live while announced and
+// lapse within RecordTTL after a crash; after one none took, retried after
+// 30 s, doubling per failure up to RepublishInterval, with ±25% jitter
+// (settle). A failing key is logged at Warn at most once per 10 minutes,
+// and at most 10 Warn lines per 10 minutes over all keys; the rest go to
+// Debug and are counted in the next Warn. Stats.Publish says how many keys
+// the scheduler can keep alive and how many records lapsed; SetBridged
+// hands a key's bridged endpoints to it without blocking.
 //
 // # Lookup
 //
@@ -138,8 +143,8 @@
 // # Goroutines
 //
 // A Node owns its background loops, started by New and stopped by Close
-// (which cancels them and waits): republishLoop (which also saves the
-// announcements), watchLoop (reachability and routing-table changes, for
+// (which cancels them and waits): the republish scheduler (which also
+// saves the announcements) and its region jobs, watchLoop (reachability and routing-table changes, for
 // the log), the rendezvous search with Config.Rendezvous, sweepLoop
 // (Store.Expire every minute) and, with a DataDir, rememberLoop (the
 // routing table saved every five minutes and at Close, so the next start

@@ -74,6 +74,7 @@ type Node struct {
 	lastSeq        uint64
 	publishes      keyLocks  // one publish of a key at a time
 	followUps      followUps // announces' walks and PUTs that go on after they return
+	sch            *scheduler
 
 	stats     counters
 	guard     *guard
@@ -98,6 +99,9 @@ type announcement struct {
 type counters struct {
 	putsReceived, putsRejected, getsReceived atomic.Int64
 	announces, lookups, republishes          atomic.Int64
+	// What publishing sent: DHT walks, the queries they made, PUT
+	// requests and their envelopes' bytes.
+	walks, walkQueries, putsSent, putBytes atomic.Int64
 }
 
 // New starts a node: host (unless cfg.Host), store (unless cfg.Store),
@@ -131,6 +135,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.now = time.Now
 	}
 	n.started = n.now()
+	n.sch = newScheduler(n)
 	n.guard = newGuard(cfg.Protect, cfg.Limits, n.now)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -234,7 +239,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	// Started once n.rdv is set, which it reads.
 	n.wg.Go(func() { n.watchLoop(sub) })
-	n.wg.Go(n.republishLoop)
+	if cfg.SerialRepublish {
+		n.wg.Go(n.republishLoop)
+	} else {
+		n.wg.Go(n.sch.run)
+	}
 	n.wg.Go(n.sweepLoop)
 	if n.memory != nil {
 		n.wg.Go(n.rememberLoop)
@@ -429,7 +438,7 @@ func (n *Node) Routing() []RoutingPeer {
 func (n *Node) Stats() Stats {
 	st := n.store.Stats()
 	n.mu.Lock()
-	announced := len(n.announced)
+	announced, published := len(n.announced), len(n.sched)
 	n.mu.Unlock()
 	mode := "client"
 	if n.serving() {
@@ -466,6 +475,15 @@ func (n *Node) Stats() Stats {
 		Announces:        n.stats.announces.Load(),
 		Lookups:          n.stats.lookups.Load(),
 		Republishes:      n.stats.republishes.Load(),
+		Publish: PublishStats{
+			Keys:         published,
+			CapacityKeys: n.sch.capacity(),
+			LapsedTotal:  n.sch.lapsed.Load(),
+			Walks:        n.stats.walks.Load(),
+			WalkQueries:  n.stats.walkQueries.Load(),
+			PutsSent:     n.stats.putsSent.Load(),
+			PutBytes:     n.stats.putBytes.Load(),
+		},
 	}
 }
 

@@ -205,6 +205,22 @@ func (n *Node) nextSeq() uint64 {
 // if any (port is then 0 when this node has no client of key). The caller
 // holds key's publish lock.
 func (n *Node) publish(ctx context.Context, key records.Key, port uint16, seed, withdrawn bool) (AnnounceResult, error) {
+	rec, err := n.record(key, port, seed, withdrawn)
+	if err != nil {
+		return AnnounceResult{}, err
+	}
+	candidates, ws, err := n.closest(ctx, key)
+	if err != nil {
+		return AnnounceResult{}, err
+	}
+	n.stats.walks.Add(1)
+	n.stats.walkQueries.Add(int64(ws.queried))
+	return n.putClosest(ctx, rec, candidates)
+}
+
+// record is key's next record, unsealed: Seal fails only on a record unfit
+// whatever the address, which this checks once before any PUT.
+func (n *Node) record(key records.Key, port uint16, seed, withdrawn bool) (records.Record, error) {
 	rec := records.Record{
 		Key:       key,
 		Announcer: n.host.ID(),
@@ -224,12 +240,14 @@ func (n *Node) publish(ctx context.Context, key records.Key, port uint16, seed, 
 		}
 	}
 	if _, err := records.Seal(rec, n.key); err != nil {
-		return AnnounceResult{}, err // unfit whatever the address
+		return rec, err
 	}
-	candidates, _, err := n.closest(ctx, key)
-	if err != nil {
-		return AnnounceResult{}, err
-	}
+	return rec, nil
+}
+
+// putClosest PUTs rec to the first m of candidates (sorted by distance to
+// its key), and to the next ones in waves while fewer than m took it.
+func (n *Node) putClosest(ctx context.Context, rec records.Record, candidates []peer.ID) (AnnounceResult, error) {
 	m := n.cfg.Replication
 	res := AnnounceResult{Targets: min(m, len(candidates))}
 	var errs []error
@@ -247,7 +265,7 @@ func (n *Node) publish(ctx context.Context, key records.Key, port uint16, seed, 
 		return res, fmt.Errorf("node: no storing node accepted the record: %w", errors.Join(errs...))
 	}
 	if len(errs) > 0 {
-		n.log.Debug("some PUTs failed", "key", key, "stored_on", res.StoredOn, "err", errors.Join(errs...))
+		n.log.Debug("some PUTs failed", "key", rec.Key, "stored_on", res.StoredOn, "err", errors.Join(errs...))
 	}
 	return res, nil
 }
@@ -272,6 +290,8 @@ func (n *Node) putAll(ctx context.Context, peers []peer.ID, rec records.Record) 
 				// the asker reached us on.
 				err = n.store.Put(ctx, records.Entry{Record: rec, Envelope: env})
 			default:
+				n.stats.putsSent.Add(1)
+				n.stats.putBytes.Add(int64(len(env)))
 				_, err = n.request(ctx, p, &pb.Request{Body: &pb.Request_Put{Put: &pb.Put{Envelope: env}}})
 			}
 			mu.Lock()
@@ -409,6 +429,18 @@ type pubState struct {
 	due      time.Time // wall time of the next publish; zero: now
 	failures int       // consecutive publishes no storing node took
 	warned   time.Time // when a failure of the key was last logged at Warn
+	// expires is the wall time the last record a storing node took
+	// expires; zero before one did. lapsed: it passed while the key was
+	// still published (counted once in the scheduler's lapsed total).
+	expires time.Time
+	lapsed  bool
+	// queued: a region job of the scheduler holds the key.
+	queued bool
+	// tombstone: the key's bridged endpoints were withdrawn through
+	// SetBridged and it has no own client: the scheduler publishes a
+	// withdrawn record, then forgets the key.
+	tombstone bool
+	kad       []byte // the key in kad-dht's keyspace, computed once
 }
 
 // retryBase is the first retry delay: republishRetry, or less for a short
@@ -439,7 +471,15 @@ func (n *Node) settle(key records.Key, res AnnounceResult, err error) {
 	}
 	if err == nil && res.StoredOn > 0 {
 		recovered := st.failures
-		st.failures, st.due = 0, wall.Add(n.cfg.RepublishInterval)
+		ttl := n.cfg.RecordTTL
+		if _, bridged := n.bridged[key]; bridged {
+			ttl = min(ttl, n.cfg.BridgedRecordTTL)
+		}
+		if !st.expires.IsZero() && !st.lapsed && wall.After(st.expires) && n.sch != nil {
+			n.sch.lapsed.Add(1) // lapsed between two looks of the scheduler
+		}
+		st.failures, st.expires, st.lapsed = 0, wall.Add(ttl), false
+		st.due = n.nextDue(st, key, wall, ttl)
 		if a, ok := n.announced[key]; ok {
 			a.expires = n.now().Add(n.cfg.RecordTTL)
 			n.announced[key] = a
@@ -488,8 +528,9 @@ func brief(err error) string {
 	return s
 }
 
-// republishLoop publishes every announced or bridged key when it is due
-// (see settle), and saves the announcements when they changed. It wakes
+// republishLoop, the serial scheduler (Config.SerialRepublish), publishes
+// every announced or bridged key when it is due (see settle), one after
+// another, and saves the announcements when they changed. It wakes
 // every retryBase. Each key is published from its state at the time,
 // under its publish lock, so a key withdrawn meanwhile is skipped.
 func (n *Node) republishLoop() {
@@ -501,6 +542,10 @@ func (n *Node) republishLoop() {
 		n.mu.Lock()
 		var due []records.Key
 		for k, st := range n.sched {
+			if !st.expires.IsZero() && !st.lapsed && !now.Before(st.expires) {
+				st.lapsed = true
+				n.sch.lapsed.Add(1)
+			}
 			if !st.due.After(now) {
 				due = append(due, k)
 			}
@@ -508,8 +553,10 @@ func (n *Node) republishLoop() {
 		n.mu.Unlock()
 		for _, k := range due {
 			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RepublishInterval)
+			start := time.Now()
 			res, published, err := n.republish(ctx, k)
 			cancel()
+			n.sch.observeSerial(time.Since(start))
 			if n.ctx.Err() != nil {
 				return // closing: the rest of the round is moot
 			}

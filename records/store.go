@@ -80,18 +80,25 @@ type Limits struct {
 // (see BenchmarkBytesPerRecord).
 func DefaultLimits() Limits {
 	return Limits{
-		PeersPerKey:      2000,
-		Keys:             200_000,
-		KeysPerAnnouncer: 5000,
+		PeersPerKey: 2000,
+		Keys:        200_000,
+		// A storing node holds about K*m/N of an announcer's K keys (all
+		// of them in a network of m nodes or fewer): 20,000 lets a large
+		// seedbox publish in any network, and still bounds one announcer
+		// or address at 4 % of Records (docs/design.md).
+		KeysPerAnnouncer: 20_000,
 		Records:          500_000,
 		PeersPerKeyPerIP: 8,
-		RecordsPerIP:     10_000,
+		RecordsPerIP:     20_000,
 		Exempt:           DefaultExempt(),
 		// A swarm's bridged records name at most 16*40 = 640 peers: as
 		// many as a few classic trackers' answers, far fewer than the
 		// swarm's own records may.
-		BridgedPerKey:           16,
-		BridgedKeysPerAnnouncer: 1000,
+		BridgedPerKey: 16,
+		// A bridge or public tracker serving S swarms in a network of N
+		// nodes puts S*m/N bridged records on each: 5,000 takes a tracker
+		// of 5,000 swarms in any network, 625,000 at N = 1,000.
+		BridgedKeysPerAnnouncer: 5000,
 	}
 }
 

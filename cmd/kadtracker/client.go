@@ -128,6 +128,13 @@ func (c *statusCmd) run(ctx context.Context, stdout, _ io.Writer) error {
 			fmt.Fprintf(w, "store:\tdamaged; moved aside to %s, started empty\n", st.StoreMovedAside)
 		}
 		fmt.Fprintf(w, "announcing:\t%d infohashes\n", st.Announced)
+		if p := st.Publish; p != nil {
+			capacity := "not measured yet"
+			if p.CapacityKeys > 0 {
+				capacity = fmt.Sprintf("about %d", p.CapacityKeys)
+			}
+			fmt.Fprintf(w, "publishing:\t%d keys; the scheduler keeps %s alive; %d records lapsed\n", p.Keys, capacity, p.LapsedTotal)
+		}
 		fmt.Fprintf(w, "replication:\t%d\n", st.Replication)
 		fmt.Fprintf(w, "DHT mode:\t%s\n", st.DHTMode)
 		reach := st.Reachability

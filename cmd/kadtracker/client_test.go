@@ -25,6 +25,7 @@ func fullBackend(t testing.TB) *fakeBackend {
 			PortMapping: localapi.PortMapping{Enabled: true, Gateway: true, Mapped: []string{"/ip4/203.0.113.7/tcp/4001"}},
 			Rendezvous: localapi.Rendezvous{Enabled: true, State: "resting", Namespace: "/kadtracker/rendezvous/v1/kadtracker",
 				DHTPeers: 20, Rounds: 2, PeersFound: 9, PeersConnected: 4, LastSuccess: started.Add(time.Minute)},
+			Publish: &localapi.Publish{Keys: 5000, CapacityKeys: 19000, LapsedTotal: 3},
 		},
 		announce: localapi.AnnounceResult{StoredOn: 5, Targets: 8},
 		peers: localapi.PeersResult{
@@ -59,7 +60,7 @@ func TestClientJSON(t *testing.T) {
 		want string
 	}{
 		{"status", sock, []string{"status"},
-			`{"peer_id":"` + peerID + `","addrs":["/ip4/127.0.0.1/tcp/4001/p2p/` + peerID + `"],"routing_table_size":12,"records_stored":30,"keys_stored":5,"announced":2,"replication":8,"dht_mode":"server","started":"2026-11-22T01:02:03Z","network":"kadtracker","reachability":"public","public_addrs":["/ip4/203.0.113.7/tcp/4001"],"port_mapping":{"enabled":true,"gateway":true,"mapped":["/ip4/203.0.113.7/tcp/4001"]},"rendezvous":{"enabled":true,"serving":false,"state":"resting","namespace":"/kadtracker/rendezvous/v1/kadtracker","dht_peers":20,"rounds":2,"peers_found":9,"peers_connected":4,"last_success":"2026-11-22T01:03:03Z"}}`},
+			`{"peer_id":"` + peerID + `","addrs":["/ip4/127.0.0.1/tcp/4001/p2p/` + peerID + `"],"routing_table_size":12,"records_stored":30,"keys_stored":5,"announced":2,"replication":8,"dht_mode":"server","started":"2026-11-22T01:02:03Z","network":"kadtracker","reachability":"public","public_addrs":["/ip4/203.0.113.7/tcp/4001"],"port_mapping":{"enabled":true,"gateway":true,"mapped":["/ip4/203.0.113.7/tcp/4001"]},"rendezvous":{"enabled":true,"serving":false,"state":"resting","namespace":"/kadtracker/rendezvous/v1/kadtracker","dht_peers":20,"rounds":2,"peers_found":9,"peers_connected":4,"last_success":"2026-11-22T01:03:03Z"},"publish":{"keys":5000,"capacity_keys":19000,"lapsed_total":3}}`},
 		{"status empty", empty, []string{"status"},
 			`{"peer_id":"` + peerID + `","addrs":[],"routing_table_size":0,"records_stored":0,"keys_stored":0,"announced":0,"replication":0,"dht_mode":"","started":"2026-11-22T01:02:03Z"}`},
 		{"announce", sock, []string{"announce", hexV1, "--port", "6881", "--seed"}, `{"stored_on":5,"targets":8}`},
@@ -107,6 +108,7 @@ addresses:         /ip4/127.0.0.1/tcp/4001/p2p/` + peerID + `
 routing table:     12 peers
 records stored:    30 for 5 infohashes
 announcing:        2 infohashes
+publishing:        5000 keys; the scheduler keeps about 19000 alive; 3 records lapsed
 replication:       8
 DHT mode:          server
 reachability:      public

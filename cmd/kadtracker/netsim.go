@@ -19,9 +19,9 @@ import (
 // netsimCmd is `kadtracker netsim run|experiment NAME|process`, whose
 // engines are netsim.RunCommand, ExperimentCommand and ProcessCommand.
 type netsimCmd struct {
-	sub  string   // run, experiment, process or plot-rtt
+	sub  string   // run, experiment, process, plot-rtt or plot-publish
 	name string   // the experiment
-	dirs []string // plot-rtt's run directories
+	dirs []string // plot-rtt's and plot-publish's run directories
 
 	c                    netsim.Command
 	latency, replication string // parsed into c when run
@@ -31,10 +31,10 @@ type netsimCmd struct {
 var netsimFlags = map[string][]string{
 	"nodes": {"run", "experiment", "process"}, "latency": {"run", "experiment"}, "bandwidth": {"run"},
 	"replication": {"run", "experiment", "process"}, "rp": {"run", "experiment"}, "lookups": {"run", "experiment", "process"},
-	"keys": {"run", "process"}, "epochs": {"run", "experiment"}, "seed": {"run", "experiment", "process"}, "out": {"run", "experiment", "process", "plot-rtt"},
+	"keys": {"run", "process"}, "epochs": {"run", "experiment"}, "seed": {"run", "experiment", "process"}, "out": {"run", "experiment", "process", "plot-rtt", "plot-publish"},
 	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"}, "full-lookup": {"run"}, "handshake-rtts": {"run"}, "full-announce": {"run"}, "busy-gc": {"run"}, "replot": {"experiment"},
-	"binary": {"process"}, "netns": {"process"}, "nat-share": {"process"}, "duration": {"process"}, "ttf": {"process"}, "ttr": {"process"},
-	"republish": {"process"}, "record-ttl": {"process"},
+	"binary": {"process"}, "netns": {"process"}, "nat-share": {"process"}, "duration": {"run", "process"}, "ttf": {"process"}, "ttr": {"process"},
+	"republish": {"run", "process"}, "record-ttl": {"run", "process"}, "old-scheduler": {"run"},
 }
 
 func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner, error) {
@@ -69,11 +69,12 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 	fs.Lookup("binary").DefValue = "this executable"
 	fs.BoolVar(&c.Netns, "netns", false, "put each daemon in a network namespace of its own with its own address (needs root and iproute2)")
 	fs.Float64Var(&c.NATShare, "nat-share", 0, "put share `S` of the daemons (never the first) behind a NAT without port mapping, each in a LAN namespace behind a masquerading router namespace (needs --netns and nftables)")
-	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long the process scenario runs")
+	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long the process scenario runs; for run, how long the lookups of the republish workload run (with --republish or --record-ttl as well, run is that workload: node 0 announces --keys torrents and republishes them)")
 	fs.DurationVar(&c.TTF, "ttf", 0, "mean time to failure of a daemon (exponential; SIGKILL), 0 for no failures")
 	fs.DurationVar(&c.TTR, "ttr", c.TTR, "mean time to repair (exponential; restart on the same data dir)")
-	fs.DurationVar(&c.Republish, "republish", c.Republish, "the daemons' --republish")
-	fs.DurationVar(&c.RecordTTL, "record-ttl", c.RecordTTL, "the daemons' --record-ttl")
+	fs.DurationVar(&c.Republish, "republish", c.Republish, "the daemons' --republish (run: the nodes' republish interval, and the republish workload)")
+	fs.DurationVar(&c.RecordTTL, "record-ttl", c.RecordTTL, "the daemons' --record-ttl (run: the nodes' record TTL, and the republish workload)")
+	fs.BoolVar(&c.SerialRepublish, "old-scheduler", false, "run's republish workload with the old serial scheduler (a walk per key, one key after another), for comparison")
 
 	return func(pos []string) (runner, error) {
 		if len(pos) == 0 {
@@ -85,9 +86,9 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 			if err := wantArgs(pos[1:]); err != nil {
 				return nil, err
 			}
-		case "plot-rtt":
+		case "plot-rtt", "plot-publish":
 			if len(pos) < 2 {
-				return nil, errors.New("plot-rtt needs the directories of netsim runs")
+				return nil, fmt.Errorf("%s needs the directories of netsim runs", n.sub)
 			}
 			n.dirs = pos[1:]
 		case "experiment":
@@ -99,7 +100,7 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 				return nil, fmt.Errorf("unknown experiment %q: want %s", n.name, experimentNames())
 			}
 		default:
-			return nil, fmt.Errorf("unknown netsim command %q: want run, experiment NAME, process or plot-rtt", n.sub)
+			return nil, fmt.Errorf("unknown netsim command %q: want run, experiment NAME, process, plot-rtt or plot-publish", n.sub)
 		}
 		var wrong []string
 		fs.Visit(func(f *flag.Flag) {
@@ -109,6 +110,11 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 		})
 		if len(wrong) > 0 {
 			return nil, fmt.Errorf("%s: not a flag of netsim %s", strings.Join(wrong, ", "), n.sub)
+		}
+		if n.sub == "run" {
+			fs.Visit(func(f *flag.Flag) {
+				c.Publish = c.Publish || f.Name == "republish" || f.Name == "record-ttl" || f.Name == "duration" || f.Name == "old-scheduler"
+			})
 		}
 		if c.NATShare < 0 || c.NATShare >= 1 || (c.NATShare > 0 && !c.Netns) {
 			return nil, errors.New("--nat-share must be in [0, 1) and needs --netns")
@@ -164,13 +170,20 @@ func (n *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 	switch n.sub {
 	case "experiment":
 		return netsim.ExperimentCommand(ctx, c, n.name)
-	case "plot-rtt":
-		path := filepath.Join(c.Out, "rtt_n.png")
+	case "plot-rtt", "plot-publish":
+		path, plot := filepath.Join(c.Out, "rtt_n.png"), netsim.PlotRunsRTT
+		if n.sub == "plot-publish" {
+			path, plot = filepath.Join(c.Out, "publish_k.png"), netsim.PlotRunsPublish
+		}
 		if err := os.MkdirAll(c.Out, 0o755); err != nil {
 			return err
 		}
-		if err := netsim.PlotRunsRTT(path, n.dirs); err != nil {
+		if err := plot(path, n.dirs); err != nil {
 			return err
+		}
+		if n.sub == "plot-publish" {
+			fmt.Fprintf(stdout, "wrote %s\n", path)
+			return nil
 		}
 		announces := filepath.Join(c.Out, "rtt_announce.png")
 		if err := netsim.PlotRunsAnnounceRTT(announces, n.dirs); err != nil {
@@ -191,8 +204,13 @@ func (n *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 			res.LatencyMS.P50, res.LatencyMS.P95, res.LatencyMS.P99, res.RPCRTTMS, res.LatencyRTT.P50, res.LatencyRTT.P95, res.LatencyRTT.P99)
 		fmt.Fprintf(stdout, "announce p50 %.1f ms, p90 %.1f ms: p50 %.1f, p90 %.1f round trips\n",
 			res.AnnounceMS.P50, res.AnnounceMS.P90, res.AnnounceRTT.P50, res.AnnounceRTT.P90)
-		fmt.Fprintf(stdout, "built in %.0fs; %.2f MB per node (Go heap and stacks), RSS %.0f MB (peak %.0f MB)\n",
-			res.BuildSeconds, float64(res.Memory.PerNode)/(1<<20), float64(res.Memory.RSS)/(1<<20), float64(res.Memory.PeakRSS)/(1<<20))
+		if res.Memory != nil {
+			fmt.Fprintf(stdout, "built in %.0fs; %.2f MB per node (Go heap and stacks), RSS %.0f MB (peak %.0f MB)\n",
+				res.BuildSeconds, float64(res.Memory.PerNode)/(1<<20), float64(res.Memory.RSS)/(1<<20), float64(res.Memory.PeakRSS)/(1<<20))
+		}
+		if res.Publish != nil {
+			fmt.Fprintf(stdout, "%s\n", res.Publish)
+		}
 		fmt.Fprintf(stdout, "wrote %s/results.json and %s/lookups.csv\n", c.Out, c.Out)
 		return nil
 	}

@@ -94,6 +94,9 @@ func (b *apiBackend) Status(context.Context) (localapi.Status, error) {
 		},
 	}
 	out.RecordsLost, out.StoreMovedAside = st.RecordsLost, st.StoreMovedAside
+	if st.DHTMode != "off" {
+		out.Publish = &localapi.Publish{Keys: st.Publish.Keys, CapacityKeys: st.Publish.CapacityKeys, LapsedTotal: st.Publish.LapsedTotal}
+	}
 	if b.info != nil {
 		out.TrackerHTTP, out.TrackerUDP = b.info.TrackerHTTP, b.info.TrackerUDP
 	}

@@ -85,6 +85,7 @@ func TestAPIBackend(t *testing.T) {
 			PublicAddrs: addrs(t, "/ip4/203.0.113.7/tcp/4001"),
 			PortMapping: node.PortMappingStats{Enabled: true},
 			Rendezvous:  node.RendezvousStats{Enabled: true, State: "searching", Rounds: 3, Found: 2, LastSuccess: started.In(est)},
+			Publish:     node.PublishStats{Keys: 5000, CapacityKeys: 19000, LapsedTotal: 2, Walks: 9},
 		},
 		lookup: node.LookupResult{
 			Peers: []node.Peer{
@@ -112,6 +113,7 @@ func TestAPIBackend(t *testing.T) {
 		PublicAddrs: []string{"/ip4/203.0.113.7/tcp/4001"},
 		PortMapping: localapi.PortMapping{Enabled: true, Mapped: []string{}},
 		Rendezvous:  localapi.Rendezvous{Enabled: true, State: "searching", Rounds: 3, PeersFound: 2, LastSuccess: started},
+		Publish:     &localapi.Publish{Keys: 5000, CapacityKeys: 19000, LapsedTotal: 2},
 	}
 	if !reflect.DeepEqual(st, wantSt) {
 		t.Errorf("Status\n got %+v\nwant %+v", st, wantSt)

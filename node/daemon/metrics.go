@@ -109,6 +109,7 @@ func (s *metricsSource) Counts() metrics.Counts {
 		RateLimited:      make(map[string]int64),
 		Refused:          make(map[string]int64),
 		Reachability:     reachabilityCounts(st),
+		Publish:          metrics.Publish{Keys: st.Publish.Keys, CapacityKeys: st.Publish.CapacityKeys, LapsedTotal: st.Publish.LapsedTotal},
 	}
 	for reason, n := range st.Refused {
 		if rateLimits[reason] {

@@ -2,29 +2,29 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/kadtracker/kadtracker/node"
 	"github.com/kadtracker/kadtracker/records"
 )
 
-// bridgedNode is what the publisher needs of the DHT node.
+// bridgedNode is what the publisher needs of the DHT node: its republish
+// scheduler, which publishes a changed key with the other keys of its
+// keyspace region, retries refusals with its own backoff, and never
+// blocks the caller.
 type bridgedNode interface {
-	PublishBridged(ctx context.Context, key records.Key, endpoints []netip.AddrPort) (node.AnnounceResult, error)
-	WithdrawBridged(ctx context.Context, key records.Key) error
+	SetBridged(key records.Key, endpoints []netip.AddrPort)
 }
 
 // bridgedPublisher keeps peers this daemon knows of but that do not
 // announce through a daemon of their own (the classic trackers' peers, the
 // public tracker's clients) published in the DHT as bridged records, so
 // DHT-only users meet them. Each source (bridge, public tracker) sets a
-// key's endpoints; the node publishes their union, once per change, and
-// republishes it on its own until it is withdrawn.
+// key's endpoints; the node's scheduler publishes their union, once per
+// change, and republishes it on its own until it is withdrawn.
 type bridgedPublisher struct {
 	n   bridgedNode
 	log *slog.Logger
@@ -100,14 +100,10 @@ func (p *bridgedPublisher) run(ctx context.Context) error {
 	}
 }
 
-// flush publishes every key whose endpoints changed.
-func (p *bridgedPublisher) flush(ctx context.Context) {
-	type job struct {
-		key records.Key
-		eps []netip.AddrPort
-	}
-	var jobs []job
+// flush hands every key whose endpoints changed to the node.
+func (p *bridgedPublisher) flush(context.Context) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	for k := range p.dirty {
 		var union []netip.AddrPort
 		for _, eps := range p.sources[k] {
@@ -121,49 +117,16 @@ func (p *bridgedPublisher) flush(ctx context.Context) {
 		if len(union) > records.MaxEndpoints {
 			union = union[:records.MaxEndpoints]
 		}
-		if !slices.Equal(union, p.published[k]) {
-			jobs = append(jobs, job{k, union})
-		}
 		delete(p.dirty, k)
-	}
-	p.mu.Unlock()
-	for _, j := range jobs {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		var err error
-		if len(j.eps) == 0 {
-			err = p.n.WithdrawBridged(cctx, j.key)
+		if slices.Equal(union, p.published[k]) {
+			continue
+		}
+		p.n.SetBridged(k, union)
+		p.log.Debug("handed to the scheduler", "infohash", k, "endpoints", len(union))
+		if len(union) == 0 {
+			delete(p.published, k)
 		} else {
-			var res node.AnnounceResult
-			res, err = p.n.PublishBridged(cctx, j.key, j.eps)
-			if err == nil {
-				p.log.Debug("published", "infohash", j.key, "endpoints", len(j.eps), "stored_on", res.StoredOn)
-			}
+			p.published[k] = union
 		}
-		cancel()
-		p.mu.Lock()
-		if err != nil && ctx.Err() == nil {
-			// Unless handOver, the node holds the key now and retries it
-			// with its own per-key backoff, logging rate-limited: publishing
-			// it again every round from here would flood the log and the
-			// storing nodes that refuse it.
-			p.log.Debug("bridged record not stored yet", "infohash", j.key, "err", err, "node_retries", handOver(err))
-		}
-		switch {
-		case err != nil && ctx.Err() == nil && !handOver(err):
-			p.dirty[j.key] = true
-		case len(j.eps) == 0:
-			delete(p.published, j.key)
-		default:
-			p.published[j.key] = j.eps
-		}
-		p.mu.Unlock()
 	}
-}
-
-// handOver reports whether a failed PublishBridged or WithdrawBridged left
-// the key with the node, which then retries it itself: every failure but
-// one of timing (the key's publish lock not had in time) or of a closed
-// node.
-func handOver(err error) bool {
-	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !errors.Is(err, node.ErrClosed)
 }

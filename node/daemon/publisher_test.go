@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kadtracker/kadtracker/node"
 	"github.com/kadtracker/kadtracker/records"
 )
 
@@ -19,26 +17,18 @@ type fakeBridgedNode struct {
 	mu    sync.Mutex
 	calls []string
 	eps   map[records.Key][]netip.AddrPort
-	err   error // PublishBridged's error, if set
 }
 
-func (f *fakeBridgedNode) PublishBridged(_ context.Context, key records.Key, eps []netip.AddrPort) (node.AnnounceResult, error) {
+func (f *fakeBridgedNode) SetBridged(key records.Key, eps []netip.AddrPort) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, "publish")
-	if f.err != nil {
-		return node.AnnounceResult{}, f.err
+	if len(eps) == 0 {
+		f.calls = append(f.calls, "withdraw")
+		delete(f.eps, key)
+		return
 	}
+	f.calls = append(f.calls, "publish")
 	f.eps[key] = eps
-	return node.AnnounceResult{StoredOn: 1}, nil
-}
-
-func (f *fakeBridgedNode) WithdrawBridged(_ context.Context, key records.Key) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, "withdraw")
-	delete(f.eps, key)
-	return nil
 }
 
 // The publisher publishes the union of its sources once per change and
@@ -124,33 +114,3 @@ func writeFileNewMtime(path, s string) error {
 }
 
 var mtimeSeq int64
-
-// A key the storing nodes refuse is the node's to retry (it backs off per
-// key): the publisher hands it over once instead of publishing it again
-// every round, which flooded the log and the refusing nodes. Only a
-// failure that left the key with no node (a timeout, a closed node) is
-// retried here.
-func TestBridgedPublisherHandsRefusalsOver(t *testing.T) {
-	key, err := records.ParseKey("0102030405060708090a0b0c0d0e0f1011121314")
-	if err != nil {
-		t.Fatal(err)
-	}
-	eps := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:1")}
-	for _, tc := range []struct {
-		err   error
-		calls int
-	}{
-		{errors.New("node: no storing node accepted the record"), 1},
-		{context.DeadlineExceeded, 3}, // control: retried every round
-	} {
-		f := &fakeBridgedNode{eps: map[records.Key][]netip.AddrPort{}, err: tc.err}
-		p := newBridgedPublisher(f, slog.New(slog.DiscardHandler))
-		p.Set("tracker", key, eps)
-		for range 3 {
-			p.flush(context.Background())
-		}
-		if len(f.calls) != tc.calls {
-			t.Errorf("%v: %d publishes in 3 rounds, want %d", tc.err, len(f.calls), tc.calls)
-		}
-	}
-}

@@ -53,6 +53,19 @@ type Status struct {
 	// damaged store was moved by --store-recovery. Omitted when zero.
 	RecordsLost     int    `json:"records_lost,omitempty"`
 	StoreMovedAside string `json:"store_moved_aside,omitempty"`
+	// Publish is the republish scheduler; absent without a DHT node.
+	Publish *Publish `json:"publish,omitempty"`
+}
+
+// Publish is the republish scheduler's state.
+type Publish struct {
+	Keys int `json:"keys"` // kept published: announced and bridged
+	// CapacityKeys is about how many keys it can keep alive at the
+	// republish interval, from its measured costs; 0 until measured.
+	CapacityKeys int `json:"capacity_keys"`
+	// LapsedTotal counts records that expired on the storing nodes before
+	// they were republished, since start.
+	LapsedTotal int64 `json:"lapsed_total"`
 }
 
 // PortMapping is the state of the UPnP / NAT-PMP port mapping.

@@ -15,6 +15,9 @@
 //	lookup_hops{front}                   histogram of a lookup's DHT walk depth
 //	records_stored, swarms_stored        what this node stores for others
 //	swarms_tracked                       swarms this node announces for its clients
+//	publish_keys, publish_capacity_keys  keys this node keeps published (own and bridged), and about
+//	                                     how many its republish scheduler can keep alive (0: not measured yet)
+//	publish_lapsed_total                 records that expired before this node republished them
 //	tracker_swarms                       swarms the tracker front keeps (cache and clients)
 //	records_evicted_total                records the full store evicted
 //	puts_received_total, puts_accepted_total, puts_rejected_total{reason}
@@ -77,6 +80,15 @@ type Counts struct {
 	Announces map[FrontResult]int64
 	// Reachability is how others reach the node; zero without a DHT node.
 	Reachability Reachability
+	// Publish is the republish scheduler: keys kept published, about how
+	// many it can keep alive (0: not measured yet), records that lapsed.
+	Publish Publish
+}
+
+// Publish is the republish scheduler's state.
+type Publish struct {
+	Keys, CapacityKeys int
+	LapsedTotal        int64
 }
 
 // Reachability is what AutoNAT, the port mapping and rendezvous say.
@@ -313,7 +325,12 @@ var descs = struct {
 	pmEnabled, pmGateway, pmAddrs                                    *prometheus.Desc
 	rdvState, rdvPeers, rdvRounds, rdvFound, rdvConnected            *prometheus.Desc
 	rdvDropped, rdvLastSuccess                                       *prometheus.Desc
+	pubKeys, pubCapacity, pubLapsed                                  *prometheus.Desc
 }{
+	pubKeys:     prometheus.NewDesc("kadtracker_publish_keys", "Keys this node keeps published (announced and bridged).", nil, nil),
+	pubCapacity: prometheus.NewDesc("kadtracker_publish_capacity_keys", "About how many keys the republish scheduler can keep alive at the republish interval; 0 until measured.", nil, nil),
+	pubLapsed:   prometheus.NewDesc("kadtracker_publish_lapsed_total", "Records that expired on the storing nodes before this node republished them.", nil, nil),
+
 	routing:       prometheus.NewDesc("kadtracker_routing_table_size", "Peers in the DHT routing table.", nil, nil),
 	conns:         prometheus.NewDesc("kadtracker_connections", "Open libp2p connections.", nil, nil),
 	records:       prometheus.NewDesc("kadtracker_records_stored", "Peer records this node stores for others (expired ones not yet swept included).", nil, nil),
@@ -351,7 +368,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descs.routing, descs.conns, descs.records, descs.swarms, descs.tracked, descs.trackerSwarms,
 		descs.evicted, descs.putsReceived, descs.putsAccepted, descs.putsRejected, descs.gets, descs.rateLimited, descs.refused, descs.announces,
 		descs.reachability, descs.dhtMode, descs.publicAddrs, descs.pmEnabled, descs.pmGateway, descs.pmAddrs,
-		descs.rdvState, descs.rdvPeers, descs.rdvRounds, descs.rdvFound, descs.rdvConnected, descs.rdvDropped, descs.rdvLastSuccess} {
+		descs.rdvState, descs.rdvPeers, descs.rdvRounds, descs.rdvFound, descs.rdvConnected, descs.rdvDropped, descs.rdvLastSuccess,
+		descs.pubKeys, descs.pubCapacity, descs.pubLapsed} {
 		ch <- d
 	}
 }
@@ -370,6 +388,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descs.swarms, k.Store.Keys)
 	gauge(descs.tracked, k.Tracked)
 	gauge(descs.trackerSwarms, k.TrackerSwarms)
+	gauge(descs.pubKeys, k.Publish.Keys)
+	gauge(descs.pubCapacity, k.Publish.CapacityKeys)
+	counter(descs.pubLapsed, k.Publish.LapsedTotal)
 	counter(descs.evicted, k.Store.Evicted)
 	counter(descs.putsReceived, k.PutsReceived)
 	var rejected int64

@@ -51,6 +51,7 @@ func testSource(t *testing.T) *fakeSource {
 			RateLimited:      map[string]int64{"peer_rate": 11, "ip_rate": 0},
 			Refused:          map[string]int64{"routing_ip": 5},
 			Announces:        map[FrontResult]int64{{"http", "ok"}: 40, {"udp", "error"}: 2},
+			Publish:          Publish{Keys: 5000, CapacityKeys: 19000, LapsedTotal: 2},
 		},
 		status: Status{
 			PeerID:      "12D3KooWTestPeer",
@@ -150,6 +151,9 @@ func TestMetricsScrape(t *testing.T) {
 		"kadtracker_swarms_stored{}":                              4,
 		"kadtracker_swarms_tracked{}":                             1,
 		"kadtracker_tracker_swarms{}":                             3,
+		"kadtracker_publish_keys{}":                               5000,
+		"kadtracker_publish_capacity_keys{}":                      19000,
+		"kadtracker_publish_lapsed_total{}":                       2,
 		"kadtracker_records_evicted_total{}":                      2,
 		"kadtracker_puts_received_total{}":                        100,
 		"kadtracker_puts_accepted_total{}":                        90,

@@ -100,6 +100,7 @@ dt { color: #555; } dd { margin: 0; }
 <dt>Swarms stored</dt><dd id="swarms-stored">{{.Store.Keys}}</dd>
 <dt>Records evicted</dt><dd>{{.Store.Evicted}}</dd>
 <dt>Swarms tracked</dt><dd id="swarms-tracked">{{.Counts.Tracked}}</dd>
+{{with .Counts.Publish}}<dt>Keys published</dt><dd id="publish-keys">{{.Keys}} of about {{if .CapacityKeys}}{{.CapacityKeys}}{{else}}(not measured yet){{end}} the scheduler keeps alive{{if .LapsedTotal}}; <strong>{{.LapsedTotal}} records lapsed</strong>{{end}}</dd>{{end}}
 <dt>PUTs received / rejected</dt><dd>{{.PutsReceived}} / {{.Rejected}}</dd>
 <dt>GETs received</dt><dd>{{.GetsReceived}}</dd>
 <dt>Requests rate limited</dt><dd>{{.Limited}}</dd>
