@@ -29,6 +29,9 @@ type Peer struct {
 	// (this node's own store among them), or for a bridged endpoint how
 	// many bridges at distinct addresses named it.
 	Vouchers int
+	// RTT is the round trip this node predicts to the peer from the
+	// coordinate its record carries; 0 when unknown (see locality.go).
+	RTT time.Duration
 }
 
 // LookupStats describe one lookup.

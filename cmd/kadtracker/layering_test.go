@@ -23,7 +23,7 @@ func layerOf(pkg string) layer {
 	case within(pkg, "records"), within(pkg, "bootstrap"):
 		return layer{[]string{topOf(pkg) + "/..."}, true}
 	case pkg == "node", within(pkg, "node/internal"):
-		return layer{[]string{"node", "node/internal/...", "records/...", "bootstrap/..."}, true}
+		return layer{[]string{"node", "node/internal/...", "node/vivaldi", "records/...", "bootstrap/..."}, true}
 	case within(pkg, "node/daemon"):
 		// The assembly: the node and every face, wired once.
 		return layer{[]string{"node/...", "records/...", "bootstrap/..."}, true}
