@@ -38,6 +38,12 @@ type Command struct {
 	FullLookup bool
 	// HandshakeRTTs: round trips a new connection pays (Config.HandshakeRTTs).
 	HandshakeRTTs int
+	// Locality (issue 16): LatencyModel "geo" places the nodes in regions
+	// and cities (geo.go) and runs the locality workload (locality.go) at
+	// share Locality before the run's own; "" keeps Latency.
+	LatencyModel string
+	Locality     float64
+
 	// MaxNodes is the largest network of the n experiment: it tries 100,
 	// 200, 400, ... up to it.
 	MaxNodes int
@@ -67,6 +73,7 @@ func DefaultCommand() Command {
 		Out:         "netsim-out",
 		Concurrency: 4,
 		MaxNodes:    1600,
+		Locality:    node.DefaultLocality,
 		Duration:    2 * time.Minute,
 		TTR:         20 * time.Second,
 		Republish:   10 * time.Second,
@@ -128,6 +135,19 @@ func RunCommand(ctx context.Context, c Command) (*Results, error) {
 	}
 	w.Concurrency = c.Concurrency
 	w.Progress = c.progress("lookups")
+	switch c.LatencyModel {
+	case "", "link":
+	case "geo":
+		cfg.Latency = GeoLatency()
+		l := DefaultLocality()
+		l.Share = c.Locality
+		l.Concurrency = max(l.Concurrency, c.Concurrency)
+		l.SwarmSize = min(l.SwarmSize, cfg.Nodes)
+		l.Progress = c.Progress
+		w.Locality = &l
+	default:
+		return nil, fmt.Errorf("netsim: latency model %q: want link or geo", c.LatencyModel)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -137,6 +157,11 @@ func RunCommand(ctx context.Context, c Command) (*Results, error) {
 	}
 	if err := WriteResults(c.Out, res); err != nil {
 		return nil, err
+	}
+	if res.Locality != nil {
+		if err := PlotLocality(c.Out, res.Nodes, res.Locality); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }

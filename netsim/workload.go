@@ -43,6 +43,9 @@ type Uniform struct {
 	Pings int
 	// LookupTimeout bounds one lookup.
 	LookupTimeout time.Duration
+	// Locality, if set, runs first on the same network (locality.go):
+	// its results are Results.Locality.
+	Locality *Locality
 	// Progress, if set, is called after each lookup: done of total.
 	Progress func(done, total int)
 }
@@ -237,6 +240,9 @@ type Results struct {
 	AnnounceMS  Percentiles `json:"announce_ms"`
 	AnnounceRTT Percentiles `json:"announce_rtt"`
 
+	// Locality is the locality workload's, when it ran (--latency-model geo).
+	Locality *LocalityResults `json:"locality,omitempty"`
+
 	Memory *Memory `json:"memory,omitempty"`
 	// BuildSeconds is how long the network took to build (RunNetwork);
 	// Seconds how long the workload ran.
@@ -306,6 +312,11 @@ func (w Uniform) Run(ctx context.Context, nw *Network, seed uint64) (*Results, e
 		res.Lookup = "full"
 	}
 	defer nw.SetDown(nil)
+	if w.Locality != nil {
+		if res.Locality, err = w.Locality.Run(ctx, nw, seed); err != nil {
+			return nil, err
+		}
+	}
 	republishes := nw.republishes()
 
 	// Announce every key with every node up.

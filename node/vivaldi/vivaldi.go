@@ -12,9 +12,9 @@
 // disagree with this node's prediction by more than MaxWrongness once its
 // own coordinate has settled (what a lie of any size looks like); it
 // floors the error a remote claims (MinRemoteError), so no remote can
-// claim the full weight of a sample; it keeps the median of the last few
-// round trips to each remote (FilterSize), so one delayed answer moves
-// nothing. Every refusal is counted (Stats).
+// claim the full weight of a sample; it takes a low percentile of the last
+// few round trips to each remote (FilterSize), so delayed answers (a busy
+// remote, a busy scheduler) move nothing. Every refusal is counted (Stats).
 //
 // The package is pure: no I/O, no clock, no goroutines. Units are seconds.
 package vivaldi
@@ -100,8 +100,10 @@ type Config struct {
 	// GravityRho pulls coordinates towards the origin, harder the further
 	// out they drift, so the whole system does not wander off (seconds).
 	GravityRho float64
-	// FilterSize is how many recent round trips to one remote the median
-	// is taken of.
+	// FilterSize is how many recent round trips to one remote the filter
+	// keeps; a sample's round trip is their 25th percentile (the moving
+	// percentile filter of Ledlie, Gardner and Seltzer, NSDI 2007: queuing
+	// only ever adds to a round trip, so the low end is the distance).
 	FilterSize int
 	// MaxRemotes bounds the remotes whose round trips are remembered.
 	MaxRemotes int
@@ -116,8 +118,8 @@ type Config struct {
 }
 
 // DefaultConfig has Serf's constants (cc = ce = 0.25, error 1.5 at start,
-// height at least 10 µs, gravity rho 150, median of 3) and this package's
-// bounds on what remotes claim.
+// height at least 10 µs, gravity rho 150), Ledlie et al.'s filter of 4,
+// and this package's bounds on what remotes claim.
 func DefaultConfig() Config {
 	return Config{
 		CE:             0.25,
@@ -125,7 +127,7 @@ func DefaultConfig() Config {
 		ErrorMax:       1.5,
 		HeightMin:      10e-6,
 		GravityRho:     150,
-		FilterSize:     3,
+		FilterSize:     4,
 		MaxRemotes:     1024,
 		MinRemoteError: 0.05,
 		MaxWrongness:   8,
@@ -249,8 +251,8 @@ func (c *Client) refuse(why string) string {
 	return why
 }
 
-// filter records sec for remote and returns the median of its recent round
-// trips.
+// filter records sec for remote and returns the 25th percentile of its
+// recent round trips.
 func (c *Client) filter(remote string, sec float64) float64 {
 	r, known := c.recent[remote]
 	if !known {
@@ -267,7 +269,7 @@ func (c *Client) filter(remote string, sec float64) float64 {
 	c.recent[remote] = r
 	s := slices.Clone(r)
 	slices.Sort(s)
-	return s[len(s)/2]
+	return s[len(s)/4]
 }
 
 // step is one Vivaldi update of own towards other at measured rtt, then

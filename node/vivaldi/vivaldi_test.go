@@ -113,15 +113,23 @@ func TestTwoNodes(t *testing.T) {
 	}
 }
 
-// TestFilterMedian: one delayed answer among prompt ones moves nothing
-// beyond what the median lets through.
-func TestFilterMedian(t *testing.T) {
+// TestFilter: delayed answers among prompt ones move nothing; the filter
+// takes the 25th percentile of the last four.
+func TestFilter(t *testing.T) {
 	c := mustNew(t, DefaultConfig(), 1)
-	for _, ms := range []int{50, 51, 900} {
-		c.filter("r", float64(ms)/1000)
+	for _, ms := range []int{900, 50, 700} {
+		if got := c.filter("r", float64(ms)/1000); got != 0.9 && got != 0.05 {
+			t.Fatalf("filter gave %g", got)
+		}
 	}
 	if m := c.filter("r", 0.052); m != 0.052 {
-		t.Fatalf("median %g, want 0.052", m)
+		t.Fatalf("filter %g, want 0.052 (second lowest of 900, 50, 700, 52)", m)
+	}
+	for _, ms := range []int{800, 810, 820} {
+		c.filter("r", float64(ms)/1000)
+	}
+	if m := c.filter("r", 0.83); m != 0.81 {
+		t.Fatalf("filter %g, want 0.81 once the prompt answers left the window", m)
 	}
 	// Remotes beyond MaxRemotes push out the oldest.
 	cfg := DefaultConfig()
