@@ -43,8 +43,8 @@ type Locality struct {
 // DefaultLocality is the workload of `netsim run --latency-model geo`.
 func DefaultLocality() Locality {
 	return Locality{
-		Swarms: 20, SwarmSize: 40, Want: 10, Rounds: 30, Probes: 2,
-		Share: node.DefaultLocality, Shares: []float64{0, 0.25, 0.5, 0.75, 1},
+		Swarms: 20, SwarmSize: 40, Want: 10, Rounds: 40, Probes: 2,
+		Share: node.DefaultLocality, Shares: []float64{0, 0.25, 0.5, 0.75, 0.9, 1},
 		ErrorPairs: 2000, Concurrency: 16, Timeout: time.Minute,
 	}
 }

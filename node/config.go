@@ -171,7 +171,7 @@ type Config struct {
 
 // DefaultLocality is Config.Locality's default, from netsim's geographic
 // runs (docs/netsim.md, "Locality").
-const DefaultLocality = 0.5
+const DefaultLocality = 0.75
 
 // DefaultConfig returns the defaults the daemon runs with.
 func DefaultConfig() Config {
