@@ -30,7 +30,9 @@ type Peer struct {
 	// many bridges at distinct addresses named it.
 	Vouchers int
 	// RTT is the round trip this node predicts to the peer from the
-	// coordinate its record carries; 0 when unknown (see locality.go).
+	// coordinate its record carries; 0 when unknown (see locality.go), and
+	// for every peer outside the majority-vouched set, which locality never
+	// ranks.
 	RTT time.Duration
 }
 

@@ -242,6 +242,15 @@ func (pr predictor) rtt(r records.Record) time.Duration {
 	return max(pr.own.RTT(vivaldi.Coord(*r.Coord)), 1)
 }
 
+// rankedRTT is the RTT a peer of the minority share is served with: none,
+// so that nobody downstream (the tracker front) ranks it near.
+func rankedRTT(rtt time.Duration, pol lookupPolicy) time.Duration {
+	if pol.rankAll {
+		return rtt
+	}
+	return 0
+}
+
 // nearFirst orders xs (peers equally trusted) for an answer of want: the
 // nearest ceil(share × min(want, len(xs))) of those of known round trip,
 // at most one per source address unless anyGroup, then all others at

@@ -288,8 +288,10 @@ func (n *Node) mergeOpened(key records.Key, answers []answer, want int, now time
 			strong = append(strong, p)
 			count(p.p)
 		case alone:
+			p.p.RTT = rankedRTT(p.p.RTT, pol)
 			lone = append(lone, p)
 		default:
+			p.p.RTT = rankedRTT(p.p.RTT, pol)
 			weak = append(weak, p)
 		}
 	}
