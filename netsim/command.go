@@ -141,7 +141,7 @@ func RunCommand(ctx context.Context, c Command) (*Results, error) {
 		cfg.Latency = GeoLatency()
 		l := DefaultLocality()
 		l.Share = c.Locality
-		l.Concurrency = max(l.Concurrency, c.Concurrency)
+		l.Concurrency = c.Concurrency
 		l.SwarmSize = min(l.SwarmSize, cfg.Nodes)
 		l.Progress = c.Progress
 		w.Locality = &l

@@ -34,8 +34,11 @@ type Locality struct {
 	Shares []float64
 	// ErrorPairs is how many random node pairs the coordinates' error is
 	// measured on.
-	ErrorPairs  int
-	Concurrency int
+	ErrorPairs int
+	// Concurrency bounds the announces and lookups in flight; nodes ping
+	// ProbeConcurrency at a time (a ping costs little CPU, and CPU
+	// queueing inflates the round trips the coordinates learn from).
+	Concurrency, ProbeConcurrency int
 	Timeout     time.Duration
 	Progress    func(stage string, done, total int)
 }
@@ -44,15 +47,15 @@ type Locality struct {
 func DefaultLocality() Locality {
 	return Locality{
 		Swarms: 20, SwarmSize: 40, Want: 10, Rounds: 40, Probes: 2,
-		Share: node.DefaultLocality, Shares: []float64{0, 0.25, 0.5, 0.75, 0.9, 1},
-		ErrorPairs: 2000, Concurrency: 16, Timeout: time.Minute,
+		Share: node.DefaultLocality, Shares: []float64{0, 0.25, 0.5, 0.75, 1},
+		ErrorPairs: 2000, Concurrency: 16, ProbeConcurrency: 64, Timeout: time.Minute,
 	}
 }
 
 // Validate reports every problem with l.
 func (l Locality) Validate() error {
 	var errs []error
-	if l.Swarms < 1 || l.SwarmSize < 2 || l.Want < 1 || l.Rounds < 0 || l.Probes < 0 || l.ErrorPairs < 1 || l.Concurrency < 1 || l.Timeout <= 0 {
+	if l.Swarms < 1 || l.SwarmSize < 2 || l.Want < 1 || l.Rounds < 0 || l.Probes < 0 || l.ErrorPairs < 1 || l.Concurrency < 1 || l.ProbeConcurrency < 1 || l.Timeout <= 0 {
 		errs = append(errs, errors.New("netsim: locality workload sizes out of range"))
 	}
 	for _, s := range append([]float64{l.Share}, l.Shares...) {
@@ -104,6 +107,9 @@ type LocalityPoint struct {
 	RTTMsRanked     float64 `json:"rtt_ms_ranked"`
 	RTTMsOracle     float64 `json:"rtt_ms_oracle"`
 	RTTMsRankedMean float64 `json:"rtt_ms_ranked_mean"`
+	// CoordRelError is the coordinates' median relative error after this
+	// share's lookups (their round trips are samples too).
+	CoordRelError float64 `json:"coord_rel_error"`
 	// SwarmsConnected is the share of swarms whose who-got-whom graph is
 	// connected.
 	SwarmsConnected float64 `json:"swarms_connected"`
@@ -170,7 +176,7 @@ func (l Locality) Run(ctx context.Context, nw *Network, seed uint64) (*LocalityR
 				targets[i] = append(targets[i], rt[rng.IntN(len(rt))])
 			}
 		}
-		forEach(ctx, n, l.Concurrency, func(i int) {
+		forEach(ctx, n, l.ProbeConcurrency, func(i int) {
 			for _, p := range targets[i] {
 				pctx, cancel := context.WithTimeout(ctx, l.Timeout)
 				_ = nw.nodes[i].Probe(pctx, p)
@@ -300,6 +306,7 @@ func (l Locality) Run(ctx context.Context, nw *Network, seed uint64) (*LocalityR
 		pt.RTTMsRanked = median(field(kept, func(r rtt) float64 { return r.ranked }))
 		pt.RTTMsOracle = median(field(kept, func(r rtt) float64 { return r.oracle }))
 		pt.RTTMsRankedMean = mean(field(kept, func(r rtt) float64 { return r.rankedMean }))
+		pt.CoordRelError = nw.coordError(pairs)
 		res.Sweep = append(res.Sweep, pt)
 		if share == l.Share {
 			res.RTTMsRandom, res.RTTMsRanked, res.RTTMsOracle = pt.RTTMsRandom, pt.RTTMsRanked, pt.RTTMsOracle
