@@ -33,7 +33,7 @@ var geoRegions = []geoRegion{
 // geoBase is the one-way latency between the hubs of two regions, in ms.
 var geoBase = [5][5]float64{
 	//  NA   EU   AS   SA   OC
-	{0, 38, 75, 60, 80},   // north-america
+	{0, 38, 75, 60, 80},    // north-america
 	{38, 0, 115, 100, 140}, // europe
 	{75, 115, 0, 150, 60},  // asia
 	{60, 100, 150, 0, 150}, // south-america

@@ -39,8 +39,8 @@ type Locality struct {
 	// ProbeConcurrency at a time (a ping costs little CPU, and CPU
 	// queueing inflates the round trips the coordinates learn from).
 	Concurrency, ProbeConcurrency int
-	Timeout     time.Duration
-	Progress    func(stage string, done, total int)
+	Timeout                       time.Duration
+	Progress                      func(stage string, done, total int)
 }
 
 // DefaultLocality is the workload of `netsim run --latency-model geo`.
