@@ -428,6 +428,7 @@ func PlotLocality(dir string, nodes int, res *LocalityResults) error {
 	c := chart{
 		title:  fmt.Sprintf("Round trip to the peers a lookup returns (N=%d, geo model)", nodes),
 		xlabel: "locality share (--locality)", ylabel: "median RTT to returned peers (ms)", legendTop: true,
+		yMin: 0, yMax: 1.4 * slices.Max(append(rnd, 1)),
 		series: []series{
 			{name: "random selection", xs: xs, ys: rnd, points: true},
 			{name: "kadtracker ranking", xs: xs, ys: rk, points: true},
@@ -444,6 +445,7 @@ func PlotLocality(dir string, nodes int, res *LocalityResults) error {
 	e := chart{
 		title:  fmt.Sprintf("Vivaldi coordinates' error (N=%d, geo model, 2 pings a node a round)", nodes),
 		xlabel: "rounds of coordinate traffic", ylabel: "median relative error of predicted RTT", legendTop: true,
+		yMin: 0, yMax: 1.05,
 		series: []series{{name: "median over node pairs", xs: rounds, ys: res.CoordRelErrorByRound, points: true}},
 	}
 	return e.save(filepath.Join(dir, "locality_error.png"))
