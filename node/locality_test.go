@@ -326,3 +326,36 @@ func TestOldStoringNode(t *testing.T) {
 		t.Fatalf("%d bad coordinates counted, want 3", r)
 	}
 }
+
+// BenchmarkMergeLocality: BenchmarkMerge's 8 answers, with 200 records
+// each carrying a coordinate, want 50, at locality 0 and 0.75.
+func BenchmarkMergeLocality(b *testing.B) {
+	key := randomKey(b, rand.New(rand.NewPCG(12, 12)), false)
+	exp := time.Now().Add(time.Hour)
+	for _, share := range []float64{0, 0.75} {
+		b.Run(fmt.Sprintf("share=%v", share), func(b *testing.B) {
+			n := mergeNode(nil)
+			v, err := vivaldi.New(vivaldi.DefaultConfig(), 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n.viv = v
+			for range 100 {
+				v.Update("r", vivaldi.Coord{Vec: [vivaldi.Dims]float64{0.05}, Error: 0.1}, 52*time.Millisecond)
+			}
+			n.SetLocality(share)
+			own := v.Coord()
+			var envs [][]byte
+			for i, id := range newIdentities(b, 200, 13) {
+				envs = append(envs, sealAs(b, id, records.Record{Key: key, Port: 7000, Addr: netip.AddrFrom4([4]byte{8, 8, byte(i / 256), byte(i)}), Seq: 1, Expires: exp, Coord: at(own, 0.001*float64(i))}))
+			}
+			answers := answersOf(8, 0, envs, nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				if res := n.merge(key, answers, 50, time.Now()); len(res.Peers) != 50 {
+					b.Fatalf("%d peers", len(res.Peers))
+				}
+			}
+		})
+	}
+}
