@@ -53,8 +53,8 @@ import (
 // Old daemons (before payload type 3) refuse version 3 records, as their
 // strict parser must. A node signs its coordinate only for storing nodes
 // not known to be old; a storing node that refuses a record for its
-// payload type is remembered as old and gets version 2 at once. A node
-// that sent a coordinate in a response is new. Lookups by old daemons
+// payload type is remembered as old (in the peerstore: only then, as its
+// lock is shared by every request) and gets version 2 at once. Lookups by old daemons
 // still drop the version 3 records new storing nodes serve them: in a
 // mixed network, Config.SignCoordinates off keeps every record readable
 // by old daemons until they are upgraded.
@@ -71,7 +71,7 @@ const (
 	// this many times want (at most MaxWant), so that there are near peers
 	// to choose from.
 	localityAsk = 4
-	// peerstore key remembering whether a peer reads payload type 3.
+	// peerstore key marking a peer that refused payload type 3.
 	coordPeerstoreKey = "kadtracker/record-v3"
 )
 
@@ -116,7 +116,6 @@ func (n *Node) sample(p peer.ID, resp *pb.Response, rtt time.Duration) {
 		n.refuse(RefusedBadCoord, p, netip.Addr{}, "err", err)
 		return
 	}
-	_ = n.host.Peerstore().Put(p, coordPeerstoreKey, true)
 	if why := n.viv.Update(string(p), c, rtt); why != "" {
 		n.log.Debug("coordinate sample refused", "peer", p, "reason", why, "rtt", rtt)
 	}

@@ -351,8 +351,7 @@ type Response struct {
 	// coord is the answering node's network coordinate (package
 	// node/vivaldi: 20 bytes, vivaldi.EncodedSize), in any response. The
 	// asker takes the round trip of its request as a Vivaldi sample against
-	// it; nodes before coordinates ignore the field. A node that sends it
-	// reads records of payload type 3.
+	// it; nodes before coordinates ignore the field.
 	Coord         []byte `protobuf:"bytes,8,opt,name=coord,proto3" json:"coord,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
