@@ -110,6 +110,10 @@ type LocalityPoint struct {
 	// CoordRelError is the coordinates' median relative error after this
 	// share's lookups (their round trips are samples too).
 	CoordRelError float64 `json:"coord_rel_error"`
+	// Unsettled is the share of nodes whose own error estimate was 1 or
+	// more after this share's lookups: they rank nothing and sign no
+	// coordinate (node.coordUsableError).
+	Unsettled float64 `json:"unsettled"`
 	// SwarmsConnected is the share of swarms whose who-got-whom graph is
 	// connected.
 	SwarmsConnected float64 `json:"swarms_connected"`
@@ -307,6 +311,11 @@ func (l Locality) Run(ctx context.Context, nw *Network, seed uint64) (*LocalityR
 		pt.RTTMsOracle = median(field(kept, func(r rtt) float64 { return r.oracle }))
 		pt.RTTMsRankedMean = mean(field(kept, func(r rtt) float64 { return r.rankedMean }))
 		pt.CoordRelError = nw.coordError(pairs)
+		for _, nd := range nw.nodes {
+			if c, _ := nd.Coordinate(); c.Error >= 1 {
+				pt.Unsettled += 1 / float64(n)
+			}
+		}
 		res.Sweep = append(res.Sweep, pt)
 		if share == l.Share {
 			res.RTTMsRandom, res.RTTMsRanked, res.RTTMsOracle = pt.RTTMsRandom, pt.RTTMsRanked, pt.RTTMsOracle
