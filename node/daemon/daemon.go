@@ -370,7 +370,9 @@ func (p *parts) newFront() (*tracker.Tracker, error) {
 	tcfg.SwarmClientsPerAddr, tcfg.MinSwarmsPerAddr, tcfg.NewSwarmsPerAddr = 0, 0, 0
 	// The node ranks the peers it returns; the front keeps that share of
 	// each client's answer for the nearest (issue 16).
-	tcfg.Locality = p.cfg.Node.Locality
+	if p.cfg.Node != nil { // nil: a plain tracker without the DHT
+		tcfg.Locality = p.cfg.Node.Locality
+	}
 	if p.overlay != nil {
 		tcfg.Live = append(tcfg.Live, p.overlay)
 		tcfg.Listeners = append(tcfg.Listeners, p.overlay)
