@@ -47,6 +47,12 @@ type Command struct {
 	// Republish, RecordTTL and Duration; SerialRepublish runs it with the
 	// old serial scheduler.
 	Publish, SerialRepublish bool
+	// Locality (issue 16): LatencyModel "geo" places the nodes in regions
+	// and cities (geo.go) and runs the locality workload (locality.go) at
+	// share Locality before the run's own; "" keeps Latency.
+	LatencyModel string
+	Locality     float64
+
 	// MaxNodes is the largest network of the n experiment: it tries 100,
 	// 200, 400, ... up to it.
 	MaxNodes int
@@ -76,6 +82,7 @@ func DefaultCommand() Command {
 		Out:         "netsim-out",
 		Concurrency: 4,
 		MaxNodes:    1600,
+		Locality:    node.DefaultLocality,
 		Duration:    2 * time.Minute,
 		TTR:         20 * time.Second,
 		Republish:   10 * time.Second,
@@ -142,6 +149,19 @@ func RunCommand(ctx context.Context, c Command) (*Results, error) {
 	w.Concurrency = c.Concurrency
 	w.BusyGC = c.BusyGC
 	w.Progress = c.progress("lookups")
+	switch c.LatencyModel {
+	case "", "link":
+	case "geo":
+		cfg.Latency = GeoLatency()
+		l := DefaultLocality()
+		l.Share = c.Locality
+		l.Concurrency = c.Concurrency
+		l.SwarmSize = min(l.SwarmSize, cfg.Nodes)
+		l.Progress = c.Progress
+		w.Locality = &l
+	default:
+		return nil, fmt.Errorf("netsim: latency model %q: want link or geo", c.LatencyModel)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -151,6 +171,11 @@ func RunCommand(ctx context.Context, c Command) (*Results, error) {
 	}
 	if err := WriteResults(c.Out, res); err != nil {
 		return nil, err
+	}
+	if res.Locality != nil {
+		if err := PlotLocality(c.Out, res.Nodes, res.Locality); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }

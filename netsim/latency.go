@@ -14,7 +14,8 @@ import (
 // one draw, made from the network seed and the pair of node indexes, so the
 // same seed gives every link the same latency whatever order links are made in.
 type Latency struct {
-	// Kind is fixed, uniform, normal or lognormal.
+	// Kind is fixed, uniform, normal, lognormal or geo (geo.go: latency
+	// from where the two nodes are placed; A and B unused).
 	Kind string
 	// A and B are the distribution's parameters:
 	//   fixed      A
@@ -27,9 +28,15 @@ type Latency struct {
 // FixedLatency is the same delay on every link.
 func FixedLatency(d time.Duration) Latency { return Latency{Kind: "fixed", A: d} }
 
-// ParseLatency reads a latency model: "10ms" (fixed), "uniform:5ms,50ms",
+// GeoLatency is the geographic model (geo.go).
+func GeoLatency() Latency { return Latency{Kind: "geo"} }
+
+// ParseLatency reads a latency model: "geo" (geo.go), "10ms" (fixed), "uniform:5ms,50ms",
 // "normal:20ms,5ms" or "lognormal:20ms,0.5" (median, sigma).
 func ParseLatency(s string) (Latency, error) {
+	if s == "geo" {
+		return GeoLatency(), nil
+	}
 	kind, args, found := strings.Cut(s, ":")
 	if !found {
 		d, err := time.ParseDuration(s)
@@ -75,6 +82,8 @@ func (l Latency) String() string {
 		return l.A.String()
 	case "lognormal":
 		return fmt.Sprintf("lognormal:%s,%g", l.A, float64(l.B)/1e9)
+	case "geo":
+		return "geo"
 	}
 	return fmt.Sprintf("%s:%s,%s", l.Kind, l.A, l.B)
 }
@@ -82,7 +91,7 @@ func (l Latency) String() string {
 // Validate reports a model Link cannot draw from.
 func (l Latency) Validate() error {
 	switch l.Kind {
-	case "", "fixed", "uniform", "normal", "lognormal":
+	case "", "fixed", "uniform", "normal", "lognormal", "geo":
 	default:
 		return fmt.Errorf("netsim: unknown latency kind %q", l.Kind)
 	}
@@ -106,6 +115,8 @@ func (l Latency) Link(seed uint64, i, j int) time.Duration {
 	switch l.Kind {
 	case "", "fixed":
 		return l.A
+	case "geo":
+		return geoLink(seed, i, j)
 	case "uniform":
 		d = float64(l.A) + rng.Float64()*float64(l.B-l.A)
 	case "normal":
@@ -121,6 +132,8 @@ func (l Latency) Mean() time.Duration {
 	switch l.Kind {
 	case "uniform":
 		return (l.A + l.B) / 2
+	case "geo":
+		return geoMean()
 	case "lognormal":
 		s := float64(l.B) / 1e9
 		return time.Duration(float64(l.A) * math.Exp(s*s/2))

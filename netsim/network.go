@@ -81,6 +81,11 @@ func DefaultConfig() Config {
 	nc.NATPortMap = false
 	nc.RequestTimeout = 2 * time.Second
 	nc.Protect.RequestStartTimeout = time.Second // within RequestTimeout, as Validate demands
+	// Locality off and no background coordinate pings: the experiments
+	// before it stay as they were; the locality workload turns both on
+	// its own terms (locality.go).
+	nc.Locality = 0
+	nc.CoordProbeInterval = 0
 	return Config{
 		Nodes:               50,
 		Latency:             FixedLatency(2 * time.Millisecond),

@@ -46,6 +46,9 @@ type Uniform struct {
 	// BusyGC leaves the collector running while announces and lookups are
 	// timed; by default it is held off then (see quietGC).
 	BusyGC bool
+	// Locality, if set, runs first on the same network (locality.go):
+	// its results are Results.Locality.
+	Locality *Locality
 	// Progress, if set, is called after each lookup: done of total.
 	Progress func(done, total int)
 }
@@ -247,6 +250,9 @@ type Results struct {
 	AnnounceMS  Percentiles `json:"announce_ms"`
 	AnnounceRTT Percentiles `json:"announce_rtt"`
 
+	// Locality is the locality workload's, when it ran (--latency-model geo).
+	Locality *LocalityResults `json:"locality,omitempty"`
+
 	Memory *Memory `json:"memory,omitempty"`
 	// Publish is the republish workload's (Publish), absent from others.
 	Publish *PublishResults `json:"publish,omitempty"`
@@ -322,6 +328,11 @@ func (w Uniform) Run(ctx context.Context, nw *Network, seed uint64) (*Results, e
 		res.Lookup = "full"
 	}
 	defer nw.SetDown(nil)
+	if w.Locality != nil {
+		if res.Locality, err = w.Locality.Run(ctx, nw, seed); err != nil {
+			return nil, err
+		}
+	}
 	republishes := nw.republishes()
 	if !w.BusyGC {
 		defer quietGC()()

@@ -32,6 +32,11 @@ type Peer struct {
 	// (this node's own store among them), or for a bridged endpoint how
 	// many bridges at distinct addresses named it.
 	Vouchers int
+	// RTT is the round trip this node predicts to the peer from the
+	// coordinate its record carries; 0 when unknown (see locality.go), and
+	// for every peer outside the majority-vouched set, which locality never
+	// ranks.
+	RTT time.Duration
 }
 
 // LookupStats describe one lookup.

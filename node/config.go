@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kadtracker/kadtracker/node/vivaldi"
 	"github.com/kadtracker/kadtracker/records"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -121,6 +122,22 @@ type Config struct {
 	// Protect holds the limits against floods and Sybils.
 	Protect Protection
 
+	// Locality is the share of a lookup's answer given to the peers
+	// nearest to this node by network coordinate, the rest drawn at random
+	// (see locality.go); 0 turns ranking off, 1 is all nearest. Only peers
+	// a majority of storing nodes vouch for are ranked.
+	Locality float64
+	// SignCoordinates puts this node's coordinate in the records it signs
+	// (payload type 3). Off, records stay version 2, which daemons before
+	// coordinates read too.
+	SignCoordinates bool
+	// CoordProbeInterval is how often a node whose coordinate has not
+	// settled pings a routing-table peer for a sample (8 times less often
+	// once settled); 0: only the round trips of real traffic.
+	CoordProbeInterval time.Duration
+	// Vivaldi holds the coordinate's constants (vivaldi.DefaultConfig).
+	Vivaldi vivaldi.Config
+
 	// Network names the kadtracker network to join: it sets the DHT's
 	// protocol prefix and the rendezvous namespace, so separate networks
 	// never mix. DefaultNetwork is the public one.
@@ -162,6 +179,10 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DefaultLocality is Config.Locality's default, from netsim's geographic
+// runs (docs/netsim.md, "Locality").
+const DefaultLocality = 0.75
+
 // DefaultConfig returns the defaults the daemon runs with.
 func DefaultConfig() Config {
 	return Config{
@@ -179,6 +200,11 @@ func DefaultConfig() Config {
 		BridgeQuorum:      2,
 		Limits:            records.DefaultLimits(),
 		Protect:           DefaultProtection(),
+
+		Locality:           DefaultLocality,
+		SignCoordinates:    true,
+		CoordProbeInterval: 30 * time.Second,
+		Vivaldi:            vivaldi.DefaultConfig(),
 
 		Network:             DefaultNetwork,
 		NATPortMap:          true,
@@ -221,6 +247,15 @@ func (c Config) Validate() error {
 	}
 	if c.Protect.RequestStartTimeout > c.RequestTimeout {
 		errs = append(errs, fmt.Errorf("node: request start timeout %s exceeds the request timeout %s", c.Protect.RequestStartTimeout, c.RequestTimeout))
+	}
+	if !(c.Locality >= 0 && c.Locality <= 1) {
+		errs = append(errs, fmt.Errorf("node: locality %v out of range 0..1", c.Locality))
+	}
+	if c.CoordProbeInterval < 0 {
+		errs = append(errs, errors.New("node: negative coordinate probe interval"))
+	}
+	if err := c.Vivaldi.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := validateExempt(c.Limits.Exempt); err != nil {
 		errs = append(errs, err)

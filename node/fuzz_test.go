@@ -45,6 +45,9 @@ func FuzzServe(f *testing.F) {
 		{Body: &pb.Request_Put{Put: &pb.Put{Envelope: seal(records.Record{Addr: netip.MustParseAddr("192.0.2.7"), Seq: 4, Bridged: true,
 			Endpoints: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:22")}})}}},
 		{Body: &pb.Request_Put{Put: &pb.Put{Envelope: seal(records.Record{Seq: 5, Withdrawn: true})}}},
+		// Version 3: a signed coordinate.
+		{Body: &pb.Request_Put{Put: &pb.Put{Envelope: seal(records.Record{Port: 6881, Addr: netip.MustParseAddr("192.0.2.7"), Seq: 6,
+			Coord: &records.Coord{Vec: [records.CoordDims]float64{0.5, -0.25}, Height: 0.5, Error: 0.25}})}}},
 		{Body: &pb.Request_Get{Get: &pb.Get{Key: key.Multihash(), Want: 10, Salt: 7}}},
 		{Body: &pb.Request_Get{Get: &pb.Get{Key: key.Multihash(), Want: 10}}},
 		{Body: &pb.Request_Get{Get: &pb.Get{Key: []byte{0x11, 0x14}, Want: 1 << 31}}},

@@ -53,7 +53,7 @@ func (n *Node) Lookup(ctx context.Context, key records.Key, want int) (LookupRes
 	var wg sync.WaitGroup
 	for i, p := range asked {
 		wg.Go(func() {
-			a := n.get(ctx, p, key, max(want, minAsk), salt)
+			a := n.get(ctx, p, key, n.askFor(want), salt)
 			a.target = slices.Contains(targets, p)
 			answers[i] = a
 		})

@@ -338,7 +338,7 @@ func (n *Node) lookupEarly(ctx context.Context, key records.Key, want int, start
 	// One salt for all, as in the full lookup (see merge).
 	salt := newSalt()
 	ask := func(p peer.ID) {
-		wg.Go(func() { answers <- n.get(ctx, p, key, max(want, minAsk), salt) })
+		wg.Go(func() { answers <- n.get(ctx, p, key, n.askFor(want), salt) })
 	}
 	// This node's own store is read too, as in the full lookup.
 	self := n.host.ID()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kadtracker/kadtracker/bootstrap"
+	"github.com/kadtracker/kadtracker/node/vivaldi"
 	"github.com/kadtracker/kadtracker/records"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	kb "github.com/libp2p/go-libp2p-kbucket"
@@ -82,6 +84,8 @@ type Node struct {
 	rejected  *tally       // PUTs refused, by reason
 	policy    lookupPolicy // the zero value; tests turn protections off
 	apolicy   announcePolicy
+	viv       *vivaldi.Client
+	locality  atomic.Uint64 // float64 bits of the locality share (SetLocality)
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -122,7 +126,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		sched:     make(map[records.Key]*pubState),
 		failLog:   rate.NewLimiter(rate.Every(failLogEvery/publishFailBurst), publishFailBurst),
 		bridged:   make(map[records.Key][]netip.AddrPort),
-		refused:   newTally(slices.Concat(refusalNames, vouchRefusalNames)),
+		refused:   newTally(slices.Concat(refusalNames, vouchRefusalNames, localityRefusalNames)),
 		rejected:  newTally(slices.Concat(rejectNames, vouchRejectNames)),
 
 		kadProto: networkKadPrefix(cfg.Network) + "/kad/1.0.0",
@@ -136,6 +140,10 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.started = n.now()
 	n.sch = newScheduler(n)
+	n.SetLocality(cfg.Locality)
+	if n.viv, err = vivaldi.New(cfg.Vivaldi, rand.Uint64()); err != nil {
+		return nil, err
+	}
 	n.guard = newGuard(cfg.Protect, cfg.Limits, n.now)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -245,6 +253,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.wg.Go(n.sch.run)
 	}
 	n.wg.Go(n.sweepLoop)
+	if cfg.CoordProbeInterval > 0 {
+		n.wg.Go(n.probeLoop)
+	}
 	if n.memory != nil {
 		n.wg.Go(n.rememberLoop)
 	}

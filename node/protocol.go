@@ -112,6 +112,7 @@ func (n *Node) serveOne(s network.Stream, w pbio.WriteCloser, remote peer.ID, re
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
 	resp := n.serve(ctx, remote, remoteIP, localIP, req)
 	cancel()
+	resp.Coord = n.coordWire()
 	if err := w.WriteMsg(resp); err != nil {
 		n.log.Debug("record response not sent", "peer", remote, "err", err)
 		_ = s.Reset()
@@ -247,11 +248,13 @@ func (n *Node) request(ctx context.Context, p peer.ID, req *pb.Request) (*pb.Res
 	_ = s.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
+	start := time.Now()
 	resp, err := roundTrip(s, req)
 	if err != nil {
 		_ = s.Reset()
 		return nil, err
 	}
+	n.sample(p, resp, time.Since(start))
 	_ = s.Close()
 	if resp.Status != pb.Status_OK {
 		return resp, fmt.Errorf("%w: %s: %s", ErrRemote, resp.Status, resp.Error)

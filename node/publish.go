@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kadtracker/kadtracker/node/internal/pb"
 	"github.com/kadtracker/kadtracker/records"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	kb "github.com/libp2p/go-libp2p-kbucket"
@@ -282,18 +281,7 @@ func (n *Node) putAll(ctx context.Context, peers []peer.ID, rec records.Record) 
 	)
 	for _, p := range peers {
 		wg.Go(func() {
-			rec, env, err := n.sealFor(ctx, p, rec)
-			switch {
-			case err != nil:
-			case p == n.host.ID():
-				// The zero IP marks our own record; GET fills in the address
-				// the asker reached us on.
-				err = n.store.Put(ctx, records.Entry{Record: rec, Envelope: env})
-			default:
-				n.stats.putsSent.Add(1)
-				n.stats.putBytes.Add(int64(len(env)))
-				_, err = n.request(ctx, p, &pb.Request{Body: &pb.Request_Put{Put: &pb.Put{Envelope: env}}})
-			}
+			err := n.putTo(ctx, p, rec)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -108,6 +108,8 @@ type lookupPolicy struct {
 	skipTombstones bool // drop tombstones before comparing sequence numbers
 	anyBridge      bool // serve a bridged endpoint one bridge names
 	earlyAnyAnswer bool // answer early from the first q answers, agreeing or not
+	rankAll        bool // locality ranks the minority share too, and first
+	nearAnyGroup   bool // the nearest share takes any number of peers of one source address
 }
 
 // answer is one storing node's GET answer.
@@ -198,7 +200,9 @@ func (n *Node) mergeOpened(key records.Key, answers []answer, want int, now time
 			if v == nil {
 				v = &vouched{rec: rec, ip: ae.ip}
 				by[rec.Announcer] = v
-			} else if rec.Seq > v.rec.Seq {
+			} else if rec.Seq > v.rec.Seq || (rec.Seq == v.rec.Seq && rec.Withdrawn == v.rec.Withdrawn && v.rec.Coord == nil && rec.Coord != nil) {
+				// Of one version, the seal with a coordinate (version 3;
+				// old storing nodes hold version 2 of it).
 				v.rec, v.ip = rec, ae.ip
 			}
 			if !counted[rec.Announcer] {
@@ -218,6 +222,7 @@ func (n *Node) mergeOpened(key records.Key, answers []answer, want int, now time
 		support int
 	}
 	var strong, weak, lone []ranked
+	pr := n.predictor()
 	// Seeds and leechers count every record vouched for by a majority, and
 	// of the others only those served: a minority of storing nodes can add
 	// no more to the counts than to the peers.
@@ -277,14 +282,16 @@ func (n *Node) mergeOpened(key records.Key, answers []answer, want int, now time
 			}
 			addr = v.ip
 		}
-		p := ranked{Peer{Endpoint: netip.AddrPortFrom(addr, r.Port), Seed: r.Seed, Announcer: r.Announcer, Expires: r.Expires, Vouchers: v.support}, v.support}
+		p := ranked{Peer{Endpoint: netip.AddrPortFrom(addr, r.Port), Seed: r.Seed, Announcer: r.Announcer, Expires: r.Expires, Vouchers: v.support, RTT: pr.rtt(r)}, v.support}
 		switch {
 		case v.trusted || v.support >= majority || pol.noWeakShare:
 			strong = append(strong, p)
 			count(p.p)
 		case alone:
+			p.p.RTT = rankedRTT(p.p.RTT, pol)
 			lone = append(lone, p)
 		default:
+			p.p.RTT = rankedRTT(p.p.RTT, pol)
 			weak = append(weak, p)
 		}
 	}
@@ -293,6 +300,16 @@ func (n *Node) mergeOpened(key records.Key, answers []answer, want int, now time
 	slices.SortStableFunc(strong, bySupport)
 	slices.SortStableFunc(weak, bySupport)
 	weak = append(weak, lone...) // after every record two storing nodes vouch for
+	if share := n.localityShare(); share > 0 {
+		// Nearest first within the strong set only (locality.go).
+		rtt := func(r ranked) time.Duration { return r.p.RTT }
+		addrOf := func(r ranked) netip.Addr { return r.p.Endpoint.Addr() }
+		if pol.rankAll {
+			strong, weak = nearFirst(slices.Concat(strong, weak), rtt, addrOf, want, share, pol.nearAnyGroup), nil
+		} else {
+			strong = nearFirst(strong, rtt, addrOf, want, share, pol.nearAnyGroup)
+		}
+	}
 	seen := make(map[netip.AddrPort]bool)
 	add := func(p Peer) bool {
 		if seen[p.Endpoint] || len(res.Peers) >= want {
@@ -435,6 +452,7 @@ func (n *Node) sealFor(ctx context.Context, p peer.ID, rec records.Record) (reco
 		if !rec.Addr.IsValid() {
 			return rec, nil, fmt.Errorf("node: no address of ours that %s sees", p)
 		}
+		rec.Coord = n.signedCoord(p)
 	}
 	env, err := records.Seal(rec, n.key)
 	return rec, env, err

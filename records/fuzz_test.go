@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -177,10 +178,17 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	signedPayload := payload(Record{Key: k1, Announcer: a.id, Port: 6881, Addr: netip.MustParseAddr("2001:db8::9"), Seq: 5, Expires: exp})
 	v2InV1 := sealRaw(t, a.priv, &rawRecord{EnvelopeDomain, PayloadType, signedPayload})
 	v1InV2 := sealRaw(t, a.priv, &rawRecord{EnvelopeDomain, PayloadTypeV2, goodPayload})
+	// Version 3: the coordinate, and payload types that disagree with it.
+	coord := testCoord.Round()
+	withCoord := seal(t, a, Record{Key: k1, Port: 6881, Addr: netip.MustParseAddr("203.0.113.9"), Seq: 6, Expires: exp, Coord: &coord}, testIP).Envelope
+	coordPayload := payload(Record{Key: k1, Announcer: a.id, Port: 6881, Addr: netip.MustParseAddr("203.0.113.9"), Seq: 6, Expires: exp, Coord: &coord})
+	v3InV2 := sealRaw(t, a.priv, &rawRecord{EnvelopeDomain, PayloadTypeV2, coordPayload})
+	v2InV3 := sealRaw(t, a.priv, &rawRecord{EnvelopeDomain, PayloadTypeV3, signedPayload})
+	nanCoord := protowire.AppendBytes(protowire.AppendTag(bytes.Clone(signedPayload), 11, protowire.BytesType), appendCoord(nil, Coord{Error: math.NaN()}))
 	shortAddr := protowire.AppendBytes(protowire.AppendTag(bytes.Clone(goodPayload), 10, protowire.BytesType), []byte{1, 2, 3})
 
 	corpora := map[string][][]byte{
-		"FuzzOpen": {good, goodV2, withdrawn, tampered, wrongAnnouncer, good[:40], []byte("garbage"), {}, signed, v2InV1, v1InV2},
+		"FuzzOpen": {good, goodV2, withdrawn, tampered, wrongAnnouncer, good[:40], []byte("garbage"), {}, signed, v2InV1, v1InV2, withCoord, v3InV2, v2InV3},
 		"FuzzUnmarshalRecord": {
 			goodPayload,
 			payload(Record{Key: k2, Announcer: b.id, Seq: 9, Expires: exp, Withdrawn: true}),
@@ -190,6 +198,9 @@ func TestWriteFuzzCorpus(t *testing.T) {
 			{},
 			signedPayload,
 			shortAddr,
+			coordPayload,
+			nanCoord,
+			coordPayload[:len(coordPayload)-3],
 		},
 		"FuzzKeyFromMultihash": {
 			k1.Multihash(), k2.Multihash(),

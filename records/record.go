@@ -90,6 +90,12 @@ type Record struct {
 	// Endpoints are the explicit peers of a bridged record: valid unicast
 	// addresses (IPv4 unmapped), no zone, nonzero ports, no duplicates.
 	Endpoints []netip.AddrPort
+	// Coord is the announcer's network coordinate (payload type 3), nil in
+	// records without one: a lookup ranks those as of unknown distance.
+	// Only with a signed Addr, and carried at float32 precision. The
+	// stores keep it in the envelope alone: an Entry they return has it
+	// nil, and whoever needs it opens the envelope, as lookups do.
+	Coord *Coord
 }
 
 // Entry is a record as a storing node holds and serves it.
@@ -173,15 +179,16 @@ func Open(envelope []byte) (Record, error) {
 	}
 	// The signature verified, so the payload type is what the signer meant.
 	// ConsumeTypedEnvelope does not look at it: check it before the payload.
-	if !bytes.Equal(env.PayloadType, PayloadType) && !bytes.Equal(env.PayloadType, PayloadTypeV2) {
+	if !bytes.Equal(env.PayloadType, PayloadType) && !bytes.Equal(env.PayloadType, PayloadTypeV2) && !bytes.Equal(env.PayloadType, PayloadTypeV3) {
 		return Record{}, fmt.Errorf("%w: unknown payload type %q", ErrMalformed, env.PayloadType)
 	}
 	if err != nil {
 		return Record{}, err // a payload error from UnmarshalRecord, already ErrMalformed
 	}
 	if !bytes.Equal(env.PayloadType, r.Codec()) {
-		// Version 1 has no address; version 2 always has one.
-		return Record{}, fmt.Errorf("%w: payload type %q for a record %s an address", ErrMalformed, env.PayloadType, map[bool]string{true: "with", false: "without"}[r.Signed()])
+		// Version 1 has no address; version 2 always has one, version 3
+		// a coordinate too.
+		return Record{}, fmt.Errorf("%w: payload type %q for a record of type %q", ErrMalformed, env.PayloadType, r.Codec())
 	}
 	signer, err := peer.IDFromPublicKey(env.PublicKey)
 	if err != nil {
@@ -212,9 +219,13 @@ func (r Record) Validate(now time.Time, maxTTL time.Duration) error {
 // Domain is the envelope signature domain, EnvelopeDomain (libp2p record.Record).
 func (Record) Domain() string { return EnvelopeDomain }
 
-// Codec is the envelope payload type (libp2p record.Record): PayloadTypeV2
-// for a record with an address, PayloadType otherwise.
+// Codec is the envelope payload type (libp2p record.Record): PayloadTypeV3
+// for a record with a coordinate, PayloadTypeV2 for one with an address,
+// PayloadType otherwise.
 func (r Record) Codec() []byte {
+	if r.Coord != nil {
+		return bytes.Clone(PayloadTypeV3)
+	}
 	if r.Signed() {
 		return bytes.Clone(PayloadTypeV2)
 	}
@@ -273,6 +284,13 @@ func (r *Record) UnmarshalRecord(b []byte) error {
 		}
 		out.Addr = a
 	}
+	if len(m.Coord) > 0 {
+		c, err := decodeCoord(m.Coord)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		out.Coord = &c
+	}
 	for _, b := range m.Endpoints {
 		ep, err := decodeEndpoint(b)
 		if err != nil {
@@ -311,6 +329,18 @@ func (r Record) check() error {
 	if r.Addr.IsValid() {
 		if err := checkEndpoint(netip.AddrPortFrom(r.Addr, 1)); err != nil {
 			return fmt.Errorf("address: %w", err)
+		}
+	}
+	if r.Coord != nil {
+		if !r.Addr.IsValid() {
+			return errors.New("coordinate without an address")
+		}
+		if err := r.Coord.Check(); err != nil {
+			return err
+		}
+		if r.Coord.Round() != *r.Coord {
+			// What is signed must read back the same: round before sealing.
+			return errors.New("coordinate beyond float32 precision")
 		}
 	}
 	for i, ep := range r.Endpoints {
@@ -373,7 +403,15 @@ func (r Record) toPB() *pb.PeerRecord {
 		Bridged:       r.Bridged,
 		Endpoints:     r.endpointsPB(),
 		Addr:          addrPB(r.Addr),
+		Coord:         coordPB(r.Coord),
 	}
+}
+
+func coordPB(c *Coord) []byte {
+	if c == nil {
+		return nil
+	}
+	return appendCoord(make([]byte, 0, coordSize), *c)
 }
 
 func addrPB(a netip.Addr) []byte {

@@ -59,6 +59,7 @@ func setupDaemon(fs *flag.FlagSet, getenv func(string) string) func([]string) (r
 	fs.Var((*exemptRanges)(&d.node.Limits.Exempt), "exempt-ranges", "`CIDRS` exempt from the per-address limits: default (loopback, private and link-local ranges), none, or a comma-separated list; default,CIDR adds to the default")
 	fs.IntVar(&d.node.BridgeQuorum, "bridged-quorum", d.node.BridgeQuorum, "serve a bridged endpoint (a peer another daemon learned from a classic tracker or TSUP) only when `N` bridges at distinct addresses name it")
 	fs.BoolVar(&d.node.LocalBridgedEndpoints, "bridged-local", d.node.LocalBridgedEndpoints, "accept and serve bridged endpoints on loopback and private addresses: for private networks and tests, never on the Internet (a bridge could point every client at their own LAN)")
+	fs.Float64Var(&d.node.Locality, "locality", d.node.Locality, "give share `F` of each peer list to the peers nearest this daemon by network coordinate (Vivaldi), the rest at random; 0 returns a uniform sample")
 	fs.Var((*logLevel)(&d.logLevel), "log-level", "log `LEVEL`: debug, info, warn or error")
 	fs.Var(oneOf{&d.logFormat, []string{"text", "json"}}, "log-format", "log `FORMAT`: text or json")
 	d.trackerHTTP, d.trackerUDP = daemon.DefaultFrontAddr, daemon.DefaultFrontAddr

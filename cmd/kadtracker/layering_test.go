@@ -23,7 +23,7 @@ func layerOf(pkg string) layer {
 	case within(pkg, "records"), within(pkg, "bootstrap"):
 		return layer{[]string{topOf(pkg) + "/..."}, true}
 	case pkg == "node", within(pkg, "node/internal"):
-		return layer{[]string{"node", "node/internal/...", "records/...", "bootstrap/..."}, true}
+		return layer{[]string{"node", "node/internal/...", "node/vivaldi", "records/...", "bootstrap/..."}, true}
 	case within(pkg, "node/daemon"):
 		// The assembly: the node and every face, wired once.
 		return layer{[]string{"node/...", "records/...", "bootstrap/..."}, true}
@@ -35,6 +35,10 @@ func layerOf(pkg string) layer {
 		// A protocol core and its codec: the standard library and their
 		// own packages only, so they are read, fuzzed and simulated alone.
 		return layer{[]string{"node/tsup/..."}, false}
+	case within(pkg, "node/vivaldi"):
+		// Network coordinates: a pure algorithm on the standard library,
+		// which records' coordinates and the node's ranking build on.
+		return layer{[]string{"node/vivaldi"}, false}
 	case within(pkg, "node/tracker"), within(pkg, "node/localapi"):
 		// A face talks to the node through an interface of its own, so it
 		// never imports node; it needs no module beyond records.

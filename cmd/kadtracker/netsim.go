@@ -35,6 +35,8 @@ var netsimFlags = map[string][]string{
 	"concurrency": {"run", "experiment"}, "max-conns": {"run", "experiment"}, "max-nodes": {"experiment"}, "full-lookup": {"run"}, "handshake-rtts": {"run"}, "full-announce": {"run"}, "busy-gc": {"run"}, "replot": {"experiment"},
 	"binary": {"process"}, "netns": {"process"}, "nat-share": {"process"}, "duration": {"run", "process"}, "ttf": {"process"}, "ttr": {"process"},
 	"republish": {"run", "process"}, "record-ttl": {"run", "process"}, "old-scheduler": {"run"},
+	// Locality (issue 16).
+	"latency-model": {"run"}, "locality": {"run"},
 }
 
 func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner, error) {
@@ -75,6 +77,10 @@ func setupNetsim(fs *flag.FlagSet, _ func(string) string) func([]string) (runner
 	fs.DurationVar(&c.Republish, "republish", c.Republish, "the daemons' --republish (run: the nodes' republish interval, and the republish workload)")
 	fs.DurationVar(&c.RecordTTL, "record-ttl", c.RecordTTL, "the daemons' --record-ttl (run: the nodes' record TTL, and the republish workload)")
 	fs.BoolVar(&c.SerialRepublish, "old-scheduler", false, "run's republish workload with the old serial scheduler (a walk per key, one key after another), for comparison")
+	// Locality (issue 16).
+	fs.Var(oneOf{&c.LatencyModel, []string{"link", "geo"}}, "latency-model", "`MODEL` of link latency: link (--latency, per link) or geo (nodes in regions and cities; runs the locality workload first and adds locality to results.json)")
+	fs.Lookup("latency-model").DefValue = "link"
+	fs.Float64Var(&c.Locality, "locality", c.Locality, "the nodes' locality share `F` (0 off) that results.json's locality rtt_ms_* are measured at; the sweep adds 0, 0.25, 0.5, 0.75 and 1")
 
 	return func(pos []string) (runner, error) {
 		if len(pos) == 0 {
@@ -210,6 +216,14 @@ func (n *netsimCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 		}
 		if res.Publish != nil {
 			fmt.Fprintf(stdout, "%s\n", res.Publish)
+		}
+		if l := res.Locality; l != nil {
+			fmt.Fprintf(stdout, "locality %.2f: median RTT to returned peers %.1f ms ranked, %.1f random, %.1f oracle; coordinates' median error %.3f, converged in %d rounds; swarms connected %v\n",
+				l.Share, l.RTTMsRanked, l.RTTMsRandom, l.RTTMsOracle, l.CoordRelErrorMedian, l.RoundsToConverge, l.SwarmsConnected)
+			for _, p := range l.Sweep {
+				fmt.Fprintf(stdout, "  share %.2f: ranked %.1f ms (mean %.1f), random %.1f, oracle %.1f; swarms connected %.2f\n",
+					p.Share, p.RTTMsRanked, p.RTTMsRankedMean, p.RTTMsRandom, p.RTTMsOracle, p.SwarmsConnected)
+			}
 		}
 		fmt.Fprintf(stdout, "wrote %s/results.json and %s/lookups.csv\n", c.Out, c.Out)
 		return nil

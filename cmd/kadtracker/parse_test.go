@@ -94,7 +94,9 @@ func TestParseRun(t *testing.T) {
 			"--bootstrap", boot, "--rpc-socket=/s.sock", "--replication", "3", "--dht-mode", "client",
 			"--mdns", "--record-ttl", "1h", "--republish", "20m", "--log-level", "debug", "-log-format", "json",
 			"--bridged-quorum", "1", "--bridged-local", "--store-recovery", "--exempt-ranges", "default,192.0.2.0/24",
+			"--locality", "0.3",
 		}, daemonWant(func(d *daemonCmd) {
+			d.node.Locality = 0.3
 			d.node.StoreRecovery = true
 			d.node.Limits.Exempt = append(records.DefaultExempt(), netip.MustParsePrefix("192.0.2.0/24"))
 			d.node.BridgeQuorum, d.node.LocalBridgedEndpoints = 1, true

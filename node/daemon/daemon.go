@@ -368,6 +368,11 @@ func (p *parts) newFront() (*tracker.Tracker, error) {
 	// per-address shares of swarms and client slots, made against one
 	// address flooding a public tracker, would only cap a seedbox here.
 	tcfg.SwarmClientsPerAddr, tcfg.MinSwarmsPerAddr, tcfg.NewSwarmsPerAddr = 0, 0, 0
+	// The node ranks the peers it returns; the front keeps that share of
+	// each client's answer for the nearest (issue 16).
+	if p.cfg.Node != nil { // nil: a plain tracker without the DHT
+		tcfg.Locality = p.cfg.Node.Locality
+	}
 	if p.overlay != nil {
 		tcfg.Live = append(tcfg.Live, p.overlay)
 		tcfg.Listeners = append(tcfg.Listeners, p.overlay)

@@ -76,6 +76,7 @@ func (f *frontNode) Lookup(ctx context.Context, key records.Key, want int) (trac
 			Endpoint: netip.AddrPortFrom(p.Endpoint.Addr().Unmap(), p.Endpoint.Port()),
 			Seed:     p.Seed,
 			Local:    p.Announcer == self && !p.Bridged,
+			RTT:      p.RTT,
 		})
 	}
 	return sw, nil

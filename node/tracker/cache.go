@@ -1,9 +1,12 @@
 package tracker
 
 import (
+	"cmp"
 	"context"
+	"math"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/kadtracker/kadtracker/node/tracker/wire"
@@ -98,8 +101,12 @@ func (t *Tracker) finish(s *swarm, req *request, dst []netip.AddrPort) answer {
 				a.peers = append(a.peers, live[i].Endpoint)
 			}
 		}
-		if len(a.peers) > want { // a uniform sample of want
-			for i := range want {
+		if len(a.peers) > want { // the nearest share, then a uniform sample
+			head := 0
+			if t.cfg.Locality > 0 {
+				head = s.nearestFirst(a.peers, int(math.Ceil(t.cfg.Locality*float64(want))))
+			}
+			for i := head; i < want; i++ {
 				j := i + rand.IntN(len(a.peers)-i)
 				a.peers[i], a.peers[j] = a.peers[j], a.peers[i]
 			}
@@ -174,4 +181,46 @@ func (t *Tracker) finishScrape(hashes [][20]byte, dst []wire.ScrapeFile) []wire.
 		dst = append(dst, f)
 	}
 	return dst
+}
+
+// nearestFirst moves to the front of eps the k DHT peers of s with the
+// shortest predicted round trip, at most one per source address
+// (records.SourceAddr: Sybils at one address claiming to be near take one
+// place), and returns how many it moved. Peers of unknown round trip, the
+// local clients and live sources' peers among them, stay in the rest.
+func (s *swarm) nearestFirst(eps []netip.AddrPort, k int) int {
+	rtt := make(map[netip.AddrPort]time.Duration)
+	for _, p := range s.peers {
+		if p.RTT > 0 {
+			rtt[p.Endpoint] = p.RTT
+		}
+	}
+	var known []int
+	for i, ep := range eps {
+		if rtt[ep] > 0 {
+			known = append(known, i)
+		}
+	}
+	slices.SortStableFunc(known, func(a, b int) int { return cmp.Compare(rtt[eps[a]], rtt[eps[b]]) })
+	groups := make(map[netip.Addr]bool)
+	var near []netip.AddrPort
+	taken := make(map[int]bool)
+	for _, i := range known {
+		if len(near) == k {
+			break
+		}
+		if g := records.SourceAddr(eps[i].Addr()); !groups[g] {
+			groups[g], taken[i] = true, true
+			near = append(near, eps[i])
+		}
+	}
+	rest := make([]netip.AddrPort, 0, len(eps))
+	for i, ep := range eps {
+		if !taken[i] {
+			rest = append(rest, ep)
+		}
+	}
+	copy(eps, near)
+	copy(eps[len(near):], rest)
+	return len(near)
 }

@@ -26,6 +26,11 @@ type Config struct {
 	// numwant (BEP 3 says 50); MaxNumwant caps what a client may ask for.
 	DefaultNumwant int
 	MaxNumwant     int
+	// Locality is the share of an answer given to the DHT peers the node
+	// predicts nearest (Peer.RTT), at most one per source address, the
+	// rest a uniform sample of the others (biased neighbour selection,
+	// issue 16); 0: a uniform sample of all.
+	Locality float64
 	// FirstLookupWait bounds how long an announce or scrape waits for the
 	// lookup that refreshes a cache entry that is not fresh (see FreshFor),
 	// and the first announce of a swarm for its first lookup. Clients that
@@ -167,6 +172,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxNumwant < 1 || c.MaxNumwant > 10000 {
 		bad("MaxNumwant %d is not within [1, 10000]", c.MaxNumwant)
+	}
+	if !(c.Locality >= 0 && c.Locality <= 1) {
+		bad("Locality %v is not within [0, 1]", c.Locality)
 	}
 	if c.DefaultNumwant < 0 || c.DefaultNumwant > c.MaxNumwant {
 		bad("DefaultNumwant %d is not within [0, MaxNumwant %d]", c.DefaultNumwant, c.MaxNumwant)

@@ -3,6 +3,7 @@ package tracker
 import (
 	"context"
 	"net/netip"
+	"time"
 
 	"github.com/kadtracker/kadtracker/records"
 )
@@ -36,6 +37,9 @@ type Peer struct {
 	// storing node saw it, so the front never hands it to the client it
 	// came from.
 	Local bool
+	// RTT is the round trip the node predicts to the peer (node.Peer.RTT,
+	// network coordinates); 0 when unknown. See Config.Locality.
+	RTT time.Duration
 }
 
 // LiveSource is a source of peers known locally and cheaply, such as the

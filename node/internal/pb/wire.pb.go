@@ -347,7 +347,12 @@ type Response struct {
 	Leechers uint32 `protobuf:"varint,5,opt,name=leechers,proto3" json:"leechers,omitempty"`
 	More     bool   `protobuf:"varint,6,opt,name=more,proto3" json:"more,omitempty"`
 	// Ping
-	Nonce         uint64 `protobuf:"varint,7,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Nonce uint64 `protobuf:"varint,7,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// coord is the answering node's network coordinate (package
+	// node/vivaldi: 20 bytes, vivaldi.EncodedSize), in any response. The
+	// asker takes the round trip of its request as a Vivaldi sample against
+	// it; nodes before coordinates ignore the field.
+	Coord         []byte `protobuf:"bytes,8,opt,name=coord,proto3" json:"coord,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -431,6 +436,13 @@ func (x *Response) GetNonce() uint64 {
 	return 0
 }
 
+func (x *Response) GetCoord() []byte {
+	if x != nil {
+		return x.Coord
+	}
+	return nil
+}
+
 // Entry is a stored record: the announcer's signed envelope and the IP the
 // storing node saw it come from (4 or 16 bytes).
 type Entry struct {
@@ -503,7 +515,7 @@ const file_wire_proto_rawDesc = "" +
 	"\x04want\x18\x02 \x01(\rR\x04want\x12\x12\n" +
 	"\x04salt\x18\x03 \x01(\x04R\x04salt\"\x1c\n" +
 	"\x04Ping\x12\x14\n" +
-	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\xeb\x01\n" +
+	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\x81\x02\n" +
 	"\bResponse\x125\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1d.kadtracker.records.v1.StatusR\x06status\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x126\n" +
@@ -511,7 +523,8 @@ const file_wire_proto_rawDesc = "" +
 	"\x05seeds\x18\x04 \x01(\rR\x05seeds\x12\x1a\n" +
 	"\bleechers\x18\x05 \x01(\rR\bleechers\x12\x12\n" +
 	"\x04more\x18\x06 \x01(\bR\x04more\x12\x14\n" +
-	"\x05nonce\x18\a \x01(\x04R\x05nonce\"3\n" +
+	"\x05nonce\x18\a \x01(\x04R\x05nonce\x12\x14\n" +
+	"\x05coord\x18\b \x01(\fR\x05coord\"3\n" +
 	"\x05Entry\x12\x1a\n" +
 	"\benvelope\x18\x01 \x01(\fR\benvelope\x12\x0e\n" +
 	"\x02ip\x18\x02 \x01(\fR\x02ip*Q\n" +

@@ -25,6 +25,7 @@ const (
 )
 
 // PeerRecord is the signed payload of a peer record envelope. Payload type
+// /kadtracker/peer-record/3 when coord is set (with addr),
 // /kadtracker/peer-record/2 when addr is set, /kadtracker/peer-record/1
 // (the format before addr existed) when it is not: the type says which
 // fields the signer meant, and a reader checks that they agree.
@@ -50,7 +51,12 @@ type PeerRecord struct {
 	// 16 bytes): its client's endpoint is addr:port. A storing node refuses a
 	// record whose addr is not the address it arrived from, and lookups
 	// serve no direct endpoint without it. Set only under payload type 2.
-	Addr          []byte `protobuf:"bytes,10,opt,name=addr,proto3" json:"addr,omitempty"`
+	Addr []byte `protobuf:"bytes,10,opt,name=addr,proto3" json:"addr,omitempty"`
+	// coord is the announcer's network coordinate (records.Coord): 3
+	// components, height and error, each an IEEE 754 float32, big endian,
+	// 20 bytes, in seconds. Set only under payload type 3, which is type 2
+	// plus this field.
+	Coord         []byte `protobuf:"bytes,11,opt,name=coord,proto3" json:"coord,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -155,6 +161,13 @@ func (x *PeerRecord) GetAddr() []byte {
 	return nil
 }
 
+func (x *PeerRecord) GetCoord() []byte {
+	if x != nil {
+		return x.Coord
+	}
+	return nil
+}
+
 // StoredEntry is the value of one record in the persistent store.
 type StoredEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -212,7 +225,7 @@ var File_records_internal_pb_record_proto protoreflect.FileDescriptor
 
 const file_records_internal_pb_record_proto_rawDesc = "" +
 	"\n" +
-	" records/internal/pb/record.proto\x12\x12kadtracker.records\"\x88\x02\n" +
+	" records/internal/pb/record.proto\x12\x12kadtracker.records\"\x9e\x02\n" +
 	"\n" +
 	"PeerRecord\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1c\n" +
@@ -225,7 +238,8 @@ const file_records_internal_pb_record_proto_rawDesc = "" +
 	"\abridged\x18\b \x01(\bR\abridged\x12\x1c\n" +
 	"\tendpoints\x18\t \x03(\fR\tendpoints\x12\x12\n" +
 	"\x04addr\x18\n" +
-	" \x01(\fR\x04addr\"9\n" +
+	" \x01(\fR\x04addr\x12\x14\n" +
+	"\x05coord\x18\v \x01(\fR\x05coord\"9\n" +
 	"\vStoredEntry\x12\x1a\n" +
 	"\benvelope\x18\x01 \x01(\fR\benvelope\x12\x0e\n" +
 	"\x02ip\x18\x02 \x01(\fR\x02ipB6Z4github.com/kadtracker/kadtracker/records/internal/pbb\x06proto3"
