@@ -145,8 +145,7 @@ func (n *Node) signedCoord(p peer.ID) *records.Coord {
 			return nil
 		}
 	}
-	rc := records.Coord(c)
-	return &rc
+	return &c
 }
 
 // putTo seals rec for p and stores it there (on this node, directly). A

@@ -20,7 +20,11 @@ type layer struct {
 // layerOf is docs/design.md's layout table.
 func layerOf(pkg string) layer {
 	switch {
-	case within(pkg, "records"), within(pkg, "bootstrap"):
+	case within(pkg, "records"):
+		// node/vivaldi, a standard-library leaf, owns the coordinate
+		// records sign.
+		return layer{[]string{"records/...", "node/vivaldi"}, true}
+	case within(pkg, "bootstrap"):
 		return layer{[]string{topOf(pkg) + "/..."}, true}
 	case pkg == "node", within(pkg, "node/internal"):
 		return layer{[]string{"node", "node/internal/...", "node/vivaldi", "records/...", "bootstrap/..."}, true}
