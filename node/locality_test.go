@@ -229,7 +229,10 @@ func TestCoordinatesTravel(t *testing.T) {
 	ca, sa := a.Coordinate()
 	cb, _ := b.Coordinate()
 	t.Logf("coordinates %+v and %+v predict %s; %d samples, refused %v", ca, cb, ca.RTT(cb), sa.Samples, sa.Refused)
-	if rtt := ca.RTT(cb); rtt < 12*time.Millisecond || rtt > 30*time.Millisecond || ca.Error >= coordUsableError {
+	// 20 ms on the wire; a loaded -race run inflates every sample, so
+	// the band is wide: without coordinates travelling the prediction is
+	// not near it at all.
+	if rtt := ca.RTT(cb); rtt < 12*time.Millisecond || rtt > 40*time.Millisecond || ca.Error >= coordUsableError {
 		t.Fatalf("predicted %s (error %.2f), want about 20ms", rtt, ca.Error)
 	}
 
